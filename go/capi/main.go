@@ -1,0 +1,165 @@
+// Command capi is built with -buildmode=c-shared into libdatago.so. It implements the C ABI
+// declared in datago.h (the hand-written contract); the exported signatures below use plain C types
+// that are ABI-identical to the header's. Handles are integers: no Go pointer ever reaches C.
+package main
+
+/*
+#include <stdint.h>
+#include <stdlib.h>
+*/
+import "C"
+
+import (
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/datago-dev/datago/go/config"
+	"github.com/datago-dev/datago/go/pipeline"
+)
+
+// Version of the library (and of the C ABI, DATAGO_ABI_VERSION 1).
+const Version = "0.1.0"
+
+var (
+	versionC = C.CString(Version) // static storage for datago_version
+	logLevel = new(slog.LevelVar)
+
+	mu      sync.Mutex
+	clients = map[uint64]*pipeline.Pipeline{}
+	nextID  uint64
+)
+
+func init() {
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel})))
+	logLevel.Set(slog.LevelWarn)
+	if lvl := os.Getenv("DATAGO_LOG"); lvl != "" {
+		setLevel(lvl)
+	}
+}
+
+func setLevel(name string) bool {
+	switch strings.ToLower(name) {
+	case "debug", "trace":
+		logLevel.Set(slog.LevelDebug)
+	case "info":
+		logLevel.Set(slog.LevelInfo)
+	case "warn", "warning":
+		logLevel.Set(slog.LevelWarn)
+	case "error":
+		logLevel.Set(slog.LevelError)
+	case "off", "none":
+		logLevel.Set(slog.LevelError + 100)
+	default:
+		return false
+	}
+	return true
+}
+
+func setErr(errOut **C.char, err error) {
+	if errOut != nil {
+		*errOut = C.CString(config.Describe(err))
+	}
+}
+
+func lookup(h C.uint64_t) *pipeline.Pipeline {
+	mu.Lock()
+	defer mu.Unlock()
+	return clients[uint64(h)]
+}
+
+var errBadHandle = config.Errorf(config.KindValue, "invalid or freed client handle")
+
+//export datago_version
+func datago_version() *C.char { return versionC }
+
+//export datago_client_new
+func datago_client_new(cfgJSON *C.char, errOut **C.char) C.uint64_t {
+	cfg, err := config.Parse([]byte(C.GoString(cfgJSON)))
+	if err != nil {
+		setErr(errOut, err)
+		return 0
+	}
+	p, err := pipeline.New(cfg)
+	if err != nil {
+		setErr(errOut, err)
+		return 0
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	nextID++
+	clients[nextID] = p
+	return C.uint64_t(nextID)
+}
+
+//export datago_client_start
+func datago_client_start(h C.uint64_t, errOut **C.char) C.int32_t {
+	p := lookup(h)
+	if p == nil {
+		setErr(errOut, errBadHandle)
+		return -1
+	}
+	p.Start()
+	return 0
+}
+
+//export datago_client_get_sample
+func datago_client_get_sample(h C.uint64_t, timeoutS C.double, out *unsafe.Pointer, errOut **C.char) C.int32_t {
+	p := lookup(h)
+	if p == nil {
+		setErr(errOut, errBadHandle)
+		return C.int32_t(pipeline.StatusError)
+	}
+	timeout := time.Duration(-1)
+	if timeoutS >= 0 {
+		timeout = time.Duration(float64(timeoutS) * float64(time.Second))
+	}
+	s, status, err := p.Next(timeout)
+	switch status {
+	case pipeline.StatusSample:
+		*out = s.Ptr()
+	case pipeline.StatusError:
+		setErr(errOut, err)
+	}
+	return C.int32_t(status)
+}
+
+//export datago_client_stop
+func datago_client_stop(h C.uint64_t) {
+	if p := lookup(h); p != nil {
+		p.Stop()
+	}
+}
+
+//export datago_client_free
+func datago_client_free(h C.uint64_t) {
+	mu.Lock()
+	p := clients[uint64(h)]
+	delete(clients, uint64(h))
+	mu.Unlock()
+	if p != nil {
+		p.Stop()
+	}
+}
+
+//export datago_client_stats
+func datago_client_stats(h C.uint64_t) *C.char {
+	p := lookup(h)
+	if p == nil {
+		return C.CString("{}")
+	}
+	return C.CString(string(p.Stats().JSON()))
+}
+
+//export datago_set_log_level
+func datago_set_log_level(level *C.char) C.int32_t {
+	if setLevel(C.GoString(level)) {
+		return 0
+	}
+	return -1
+}
+
+func main() {}

@@ -1,0 +1,204 @@
+// Package config parses datago's JSON client config. Keys datago accepts are accepted unchanged;
+// any other key is an error that names it.
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+)
+
+// Error kinds, as the C ABI reports them ("<Kind>: <message>") and bindings raise them.
+const (
+	KindValue    = "ValueError"
+	KindNotFound = "FileNotFoundError"
+	KindOS       = "OSError"
+	KindRuntime  = "RuntimeError"
+)
+
+// Error is a user-facing error with the exception kind bindings should raise.
+type Error struct {
+	Kind string
+	Msg  string
+}
+
+func (e *Error) Error() string { return e.Kind + ": " + e.Msg }
+
+// Errorf makes an *Error of the given kind.
+func Errorf(kind, format string, args ...any) error {
+	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Describe renders any error as "<Kind>: <message>" (RuntimeError when it has no kind).
+func Describe(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Error()
+	}
+	return KindRuntime + ": " + err.Error()
+}
+
+// Image is datago's image_config.
+type Image struct {
+	CropAndResize     bool    `json:"crop_and_resize"`
+	DefaultImageSize  int     `json:"default_image_size"`
+	DownsamplingRatio int     `json:"downsampling_ratio"`
+	MinAspectRatio    float64 `json:"min_aspect_ratio"`
+	MaxAspectRatio    float64 `json:"max_aspect_ratio"`
+	PreEncodeImages   bool    `json:"pre_encode_images"`
+	ImageToRGB8       bool    `json:"image_to_rgb8"`
+	EncodeFormat      string  `json:"encode_format"`
+	JPEGQuality       int     `json:"jpeg_quality"`
+	// datago extensions
+	FlattenAlpha bool  `json:"flatten_alpha"` // flatten alpha onto white (always done with image_to_rgb8)
+	MaxPixels    int64 `json:"max_pixels"`    // pixel cap per image (width*height), decompression bombs are skipped
+	// PILZeroCopy stores raw RGB as RGBX (4 bytes per pixel) so that sample.image maps the C buffer
+	// without a copy (default true); false gives packed RGB (3 bytes per pixel).
+	PILZeroCopy *bool `json:"pil_zero_copy"`
+}
+
+// Config is the whole client config.
+type Config struct {
+	SourceType   string          `json:"source_type"`
+	SourceConfig json.RawMessage `json:"source_config"`
+	ImageConfig  *Image          `json:"image_config"`
+	Limit        int             `json:"limit"`
+	Rank         int             `json:"rank"`
+	WorldSize    int             `json:"world_size"`
+	// SamplesBufferSize bounds the queue of finished samples waiting for the consumer.
+	SamplesBufferSize int `json:"samples_buffer_size"`
+	// PrefetchBufferSize bounds the queue of fetched (encoded) samples waiting for decode.
+	PrefetchBufferSize int `json:"prefetch_buffer_size"`
+	// NumThreads is the number of decode/transform workers (default: usable cores).
+	NumThreads int `json:"num_threads"`
+	// MaxConnections is the number of fetch workers (default: 2 x NumThreads).
+	MaxConnections int `json:"max_connections"`
+	// Accepted for compatibility with datago, unused.
+	Concurrency int `json:"concurrency"`
+	// MaxFileBytes caps the bytes read per payload (default 256 MiB).
+	MaxFileBytes int64 `json:"max_file_bytes"`
+}
+
+// DecodeStrict unmarshals data into v, rejecting unknown keys with a ValueError naming the key
+// (prefixed with where, e.g. "source_config.").
+func DecodeStrict(data []byte, where string, v any) error {
+	if len(bytes.TrimSpace(data)) == 0 || string(bytes.TrimSpace(data)) == "null" {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		msg := err.Error()
+		if k, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+			return Errorf(KindValue, "unknown config key %s%s", where, strings.Trim(k, `"`))
+		}
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return Errorf(KindValue, "config key %s%s: expected %s, got JSON %s", where, te.Field, te.Type, te.Value)
+		}
+		return Errorf(KindValue, "invalid config %s: %v", strings.TrimSuffix(where, "."), err)
+	}
+	return nil
+}
+
+// Parse reads and validates a config. Source-specific keys are validated by the source.
+func Parse(data []byte) (*Config, error) {
+	c := &Config{}
+	if err := DecodeStrict(data, "", c); err != nil {
+		return nil, err
+	}
+	if c.SourceType == "" {
+		return nil, Errorf(KindValue, "config key source_type is required (file, webdataset or db)")
+	}
+	if c.Limit < 0 {
+		return nil, Errorf(KindValue, "config key limit must be >= 0 (0: no limit), got %d", c.Limit)
+	}
+	for _, kv := range []struct {
+		name string
+		v    *int
+		def  int
+	}{
+		{"samples_buffer_size", &c.SamplesBufferSize, 64},
+		{"prefetch_buffer_size", &c.PrefetchBufferSize, 64},
+		{"num_threads", &c.NumThreads, runtime.GOMAXPROCS(0)},
+		{"max_connections", &c.MaxConnections, 0},
+	} {
+		if *kv.v < 0 {
+			return nil, Errorf(KindValue, "config key %s must be >= 0, got %d", kv.name, *kv.v)
+		}
+		if *kv.v == 0 {
+			*kv.v = kv.def
+		}
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = 2 * c.NumThreads
+	}
+	if c.MaxFileBytes == 0 {
+		c.MaxFileBytes = 256 << 20
+	}
+	if c.WorldSize == 0 {
+		c.WorldSize = 1
+	}
+	if err := CheckRank("", c.Rank, c.WorldSize); err != nil {
+		return nil, err
+	}
+	if c.ImageConfig == nil {
+		c.ImageConfig = &Image{}
+	}
+	if err := c.ImageConfig.validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// CheckRank validates a rank / world_size pair (where prefixes the key names).
+func CheckRank(where string, rank, worldSize int) error {
+	if worldSize < 1 {
+		return Errorf(KindValue, "config key %sworld_size must be >= 1, got %d", where, worldSize)
+	}
+	if rank < 0 || rank >= worldSize {
+		return Errorf(KindValue, "config key %srank must be in [0, world_size=%d), got %d", where, worldSize, rank)
+	}
+	return nil
+}
+
+func (im *Image) validate() error {
+	if im.JPEGQuality == 0 {
+		im.JPEGQuality = 92
+	}
+	if im.JPEGQuality < 1 || im.JPEGQuality > 100 {
+		return Errorf(KindValue, "config key image_config.jpeg_quality must be in [1, 100], got %d", im.JPEGQuality)
+	}
+	switch strings.ToLower(im.EncodeFormat) {
+	case "", "png":
+		im.EncodeFormat = "png"
+	case "jpeg", "jpg":
+		im.EncodeFormat = "jpeg"
+	default:
+		return Errorf(KindValue, "config key image_config.encode_format must be png or jpeg, got %q", im.EncodeFormat)
+	}
+	if im.MaxPixels < 0 {
+		return Errorf(KindValue, "config key image_config.max_pixels must be >= 0, got %d", im.MaxPixels)
+	}
+	if im.MaxPixels == 0 {
+		im.MaxPixels = 100_000_000 // 100 MPix, like Pillow's bomb limit x ~1.1
+	}
+	if im.CropAndResize {
+		if im.DefaultImageSize == 0 {
+			im.DefaultImageSize = 512
+		}
+		if im.DownsamplingRatio == 0 {
+			im.DownsamplingRatio = 16
+		}
+		if im.MinAspectRatio == 0 {
+			im.MinAspectRatio = 0.5
+		}
+		if im.MaxAspectRatio == 0 {
+			im.MaxAspectRatio = 2.0
+		}
+	}
+	return nil
+}

@@ -1,0 +1,117 @@
+// Package stats holds the per-stage counters of a pipeline, readable while it runs.
+package stats
+
+import (
+	"encoding/json"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Stage counts what one named stage did: items in and out, and the wall time its workers spent
+// busy (summed over workers, so it can exceed elapsed time).
+type Stage struct {
+	Name   string
+	in     atomic.Int64
+	out    atomic.Int64
+	busyNs atomic.Int64
+}
+
+// In counts an item entering the stage.
+func (s *Stage) In() { s.in.Add(1) }
+
+// Count counts an item leaving a stage that has no per-item work to time.
+func (s *Stage) Count() { s.out.Add(1) }
+
+// Done counts an item leaving the stage (ok) or dropped, and adds the busy time since start.
+func (s *Stage) Done(start time.Time, ok bool) {
+	s.busyNs.Add(int64(time.Since(start)))
+	if ok {
+		s.out.Add(1)
+	}
+}
+
+// Stats is shared by the stages of one pipeline run.
+type Stats struct {
+	List, Fetch, Process, Output Stage
+	BytesRead                    atomic.Int64
+	Produced                     atomic.Int64
+	mu                           sync.Mutex
+	skipped                      map[string]int64
+	started                      time.Time
+}
+
+// New returns zeroed stats with the stage names set.
+func New() *Stats {
+	s := &Stats{skipped: map[string]int64{}, started: time.Now()}
+	s.List.Name, s.Fetch.Name, s.Process.Name, s.Output.Name = "list", "fetch", "process", "output"
+	return s
+}
+
+// Skip counts a sample skipped for reason.
+func (s *Stats) Skip(reason string) {
+	s.mu.Lock()
+	s.skipped[reason]++
+	s.mu.Unlock()
+}
+
+// Skipped returns a copy of the skip counters.
+func (s *Stats) Skipped() map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[string]int64, len(s.skipped))
+	for k, v := range s.skipped {
+		m[k] = v
+	}
+	return m
+}
+
+// StageSnapshot is one stage in a Snapshot.
+type StageSnapshot struct {
+	Name        string  `json:"name"`
+	ItemsIn     int64   `json:"items_in"`
+	ItemsOut    int64   `json:"items_out"`
+	BusySeconds float64 `json:"busy_seconds"`
+}
+
+// Snapshot is the JSON form of the counters.
+type Snapshot struct {
+	SamplesProduced int64            `json:"samples_produced"`
+	SamplesSkipped  int64            `json:"samples_skipped"`
+	SkippedReasons  map[string]int64 `json:"skipped_reasons"`
+	BytesRead       int64            `json:"bytes_read"`
+	ElapsedSeconds  float64          `json:"elapsed_seconds"`
+	Stages          []StageSnapshot  `json:"stages"`
+	QueueLength     int              `json:"queue_length"`
+	QueueCapacity   int              `json:"queue_capacity"`
+	Running         bool             `json:"running"`
+}
+
+// Snapshot copies the counters.
+func (s *Stats) Snapshot() Snapshot {
+	skipped := s.Skipped()
+	var total int64
+	for _, v := range skipped {
+		total += v
+	}
+	snap := Snapshot{
+		SamplesProduced: s.Produced.Load(),
+		SamplesSkipped:  total,
+		SkippedReasons:  skipped,
+		BytesRead:       s.BytesRead.Load(),
+		ElapsedSeconds:  time.Since(s.started).Seconds(),
+	}
+	for _, st := range []*Stage{&s.List, &s.Fetch, &s.Process, &s.Output} {
+		snap.Stages = append(snap.Stages, StageSnapshot{
+			Name: st.Name, ItemsIn: st.in.Load(), ItemsOut: st.out.Load(),
+			BusySeconds: time.Duration(st.busyNs.Load()).Seconds(),
+		})
+	}
+	return snap
+}
+
+// JSON renders a snapshot.
+func (snap Snapshot) JSON() []byte {
+	b, _ := json.Marshal(snap)
+	return b
+}

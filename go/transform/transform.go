@@ -1,0 +1,178 @@
+// Package transform is the decode/transform stage: encoded bytes in, pixels (or re-encoded bytes)
+// out, through libvips. See vips.c for the chain per image.
+package transform
+
+/*
+#cgo pkg-config: vips
+#include <stdlib.h>
+#include "vips.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"unsafe"
+
+	"github.com/datago-dev/datago/go/cmem"
+)
+
+// Options is the per-client image configuration (datago's image_config).
+type Options struct {
+	CropAndResize bool
+	Buckets       Buckets
+	ToRGB8        bool
+	FlattenAlpha  bool
+	Encode        string // "", "png" or "jpeg"
+	JPEGQuality   int
+	MaxPixels     int64 // images with more pixels are refused before decoding (decompression bombs)
+	PadRGB        bool  // store raw RGB as RGBX so Pillow can map it without copying
+}
+
+// Image is a transformed image. Data is C memory allocated by glib (libvips' own output buffer); it
+// has exactly one owner: either Free is called, or ownership moves into a C sample.
+type Image struct {
+	Data                          unsafe.Pointer
+	Len                           int
+	Width, Height, Channels       int
+	PixelStride                   int // bytes per pixel in Data (raw only)
+	OriginalWidth, OriginalHeight int
+	Encoded                       bool
+	Bucket                        Bucket // the bucket used (zero without crop_and_resize)
+}
+
+// Free releases the pixel buffer (no-op when already released or handed over).
+func (im *Image) Free() {
+	if im.Data != nil {
+		C.g_free(C.gpointer(im.Data))
+		im.Data = nil
+	}
+}
+
+// Skip reasons, used as keys of the skipped counters.
+const (
+	ReasonDecode    = "decode_error"
+	ReasonTooLarge  = "too_many_pixels"
+	ReasonTransform = "transform_error"
+)
+
+// Error is a per-image failure; the sample is skipped and counted under Reason.
+type Error struct {
+	Reason string
+	Msg    string
+}
+
+func (e *Error) Error() string { return e.Reason + ": " + e.Msg }
+
+// ReasonOf returns the skip reason of err (ReasonTransform for foreign errors).
+func ReasonOf(err error) string {
+	var te *Error
+	if errors.As(err, &te) {
+		return te.Reason
+	}
+	return ReasonTransform
+}
+
+var (
+	initOnce sync.Once
+	initErr  error
+)
+
+// Init starts libvips once per process (no operation cache, one libvips thread per image).
+func Init() error {
+	initOnce.Do(func() {
+		if C.dg_init() != 0 {
+			initErr = fmt.Errorf("libvips init failed: %s", lastError())
+		}
+	})
+	return initErr
+}
+
+func lastError() string {
+	cs := C.dg_last_error()
+	defer C.free(unsafe.Pointer(cs))
+	return C.GoString(cs)
+}
+
+// ShrinkFactor is the largest power of two (≤ 8) by which a w×h image can be shrunk at load time
+// while still covering a need_w×need_h target: the cover scale left after shrinking stays ≤ 1.
+func ShrinkFactor(w, h, needW, needH int) int {
+	scale := max(float64(needW)/float64(w), float64(needH)/float64(h))
+	s := 1
+	for s < 8 && scale*float64(2*s) <= 1 {
+		s *= 2
+	}
+	return s
+}
+
+// Process decodes buf and transforms it. When bucket is non-nil the image goes to that bucket
+// (masks and additional images reuse the main image's bucket); otherwise the nearest bucket by
+// aspect ratio is chosen. mask selects mask semantics (nearest-neighbour, channels kept).
+func Process(buf cmem.Buf, o *Options, bucket *Bucket, mask bool) (Image, error) {
+	var h C.dg_header
+	if buf.Len == 0 {
+		return Image{}, &Error{ReasonDecode, "empty file"}
+	}
+	if C.dg_open(buf.Ptr, C.size_t(buf.Len), &h) != 0 {
+		msg := lastError()
+		if msg == "" {
+			msg = "not a known image format"
+		}
+		return Image{}, &Error{ReasonDecode, msg}
+	}
+	defer C.dg_close(&h)
+	w, hgt := int(h.width), int(h.height)
+	if o.MaxPixels > 0 && int64(w)*int64(hgt) > o.MaxPixels {
+		return Image{}, &Error{ReasonTooLarge, fmt.Sprintf("%dx%d is more than %d pixels", w, hgt, o.MaxPixels)}
+	}
+	ow, oh := w, hgt // oriented size
+	if h.orientation >= 5 {
+		ow, oh = hgt, w
+	}
+	p := C.dg_params{
+		mask:          boolInt(mask),
+		to_rgb8:       boolInt(o.ToRGB8 && !mask),
+		flatten_alpha: boolInt(o.FlattenAlpha),
+		jpeg_quality:  C.int(o.JPEGQuality),
+		shrink:        1,
+		pad_rgb:       boolInt(o.PadRGB),
+	}
+	switch o.Encode {
+	case "png":
+		p.encode = C.DG_ENCODE_PNG
+	case "jpeg":
+		p.encode = C.DG_ENCODE_JPEG
+	}
+	var chosen Bucket
+	if o.CropAndResize {
+		if bucket != nil {
+			chosen = *bucket
+		} else {
+			chosen = o.Buckets.Nearest(ow, oh)
+		}
+		p.resize = 1
+		p.target_w, p.target_h = C.int(chosen.W), C.int(chosen.H)
+		if !mask && (h.kind == C.DG_JPEG || h.kind == C.DG_WEBP) {
+			p.shrink = C.int(ShrinkFactor(ow, oh, chosen.W, chosen.H))
+		}
+	}
+	var r C.dg_result
+	if C.dg_finish(buf.Ptr, C.size_t(buf.Len), &h, &p, &r) != 0 {
+		return Image{}, &Error{ReasonTransform, lastError()}
+	}
+	return Image{
+		Data: r.data, Len: int(r.len),
+		Width: int(r.width), Height: int(r.height), Channels: int(r.channels), PixelStride: int(r.pixel_stride),
+		OriginalWidth: ow, OriginalHeight: oh,
+		Encoded: o.Encode != "",
+		Bucket:  chosen,
+	}, nil
+}
+
+func boolInt(b bool) C.int {
+	if b {
+		return 1
+	}
+	return 0
+}

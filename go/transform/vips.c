@@ -1,0 +1,212 @@
+// Decode / transform / encode of one image with libvips. See vips.h.
+//
+// The chain per image is: lazy header (dg_open) -> shrink-on-load (JPEG: DCT scaling, WebP: scaled
+// decode) -> centre crop to the bucket's aspect ratio -> one resize to the bucket -> EXIF rotation
+// on the small result -> colour normalisation (8 bits, grey/RGB, alpha) -> raw pixels or re-encode.
+// Everything is demand-driven with sequential access, so only the crop window is ever decoded past
+// the loader and no full-size intermediate is kept.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vips.h"
+
+int dg_init(void) {
+    if (VIPS_INIT("datago")) return -1;
+    vips_cache_set_max(0);     // no operation cache: every image is new
+    vips_cache_set_max_mem(0);
+    vips_cache_set_max_files(0);
+    vips_concurrency_set(1);   // goroutines give the parallelism; one vips worker per image
+    vips_leak_set(FALSE);
+    return 0;
+}
+
+char *dg_last_error(void) {
+    const char *msg = vips_error_buffer();
+    char *copy = strdup(msg ? msg : "");
+    vips_error_clear();
+    // keep only the first line: libvips stacks one line per failing operation
+    char *nl = strchr(copy, '\n');
+    if (nl) *nl = '\0';
+    return copy;
+}
+
+int dg_open(const void *buf, size_t len, dg_header *h) {
+    memset(h, 0, sizeof(*h));
+    const char *loader = vips_foreign_find_load_buffer(buf, len);
+    if (loader == NULL) return -1;
+    if (strstr(loader, "Jpeg")) h->kind = DG_JPEG;
+    else if (strstr(loader, "Webp")) h->kind = DG_WEBP;
+    else if (strstr(loader, "Png")) h->kind = DG_PNG;
+    h->img = vips_image_new_from_buffer(buf, len, "", "access", VIPS_ACCESS_SEQUENTIAL,
+                                        "fail_on", VIPS_FAIL_ON_ERROR, NULL);
+    if (h->img == NULL) return -1;
+    h->width = h->img->Xsize;
+    h->height = h->img->Ysize;
+    h->bands = h->img->Bands;
+    h->orientation = vips_image_get_orientation(h->img);
+    if (h->orientation < 1 || h->orientation > 8) h->orientation = 1;
+    return 0;
+}
+
+void dg_close(dg_header *h) {
+    if (h->img) g_object_unref(h->img);
+    h->img = NULL;
+}
+
+// Replaces *x by next (taking ownership), releasing the previous image.
+static void step(VipsImage **x, VipsImage *next) {
+    g_object_unref(*x);
+    *x = next;
+}
+
+// Centre crop to the target's aspect ratio, then resize to exactly tw x th.
+static int cover_crop_resize(VipsImage **x, int tw, int th, int mask) {
+    VipsImage *in = *x, *t = NULL;
+    double W = in->Xsize, H = in->Ysize;
+    double scale = fmax(tw / W, th / H);
+    int cw = (int)fmin(W, fmax(1.0, round(tw / scale)));
+    int ch = (int)fmin(H, fmax(1.0, round(th / scale)));
+    if (cw != in->Xsize || ch != in->Ysize) {
+        if (vips_extract_area(in, &t, (in->Xsize - cw) / 2, (in->Ysize - ch) / 2, cw, ch, NULL))
+            return -1;
+        step(x, t);
+    }
+    if (cw == tw && ch == th) return 0;
+
+    int premultiply = !mask && vips_image_hasalpha(*x);
+    VipsBandFormat fmt = (*x)->BandFmt;
+    if (premultiply) {
+        if (vips_premultiply(*x, &t, NULL)) return -1;
+        step(x, t);
+    }
+    if (mask) {
+        if (vips_resize(*x, &t, (double)tw / cw, "vscale", (double)th / ch, "kernel",
+                        VIPS_KERNEL_NEAREST, NULL))
+            return -1;
+    } else if (vips_resize(*x, &t, (double)tw / cw, "vscale", (double)th / ch, NULL)) {
+        return -1;
+    }
+    step(x, t);
+    if (premultiply) {
+        if (vips_unpremultiply(*x, &t, NULL)) return -1;
+        step(x, t);
+        if (vips_cast(*x, &t, fmt, NULL)) return -1;
+        step(x, t);
+    }
+    // resize rounds each axis; make the size exact (at most a pixel of difference)
+    if ((*x)->Xsize != tw || (*x)->Ysize != th) {
+        if (vips_embed(*x, &t, 0, 0, tw, th, "extend", VIPS_EXTEND_COPY, NULL)) return -1;
+        step(x, t);
+    }
+    return 0;
+}
+
+static int to_uchar(VipsImage **x) {
+    VipsImage *t = NULL;
+    if ((*x)->BandFmt == VIPS_FORMAT_UCHAR) return 0;
+    if ((*x)->BandFmt == VIPS_FORMAT_USHORT) {
+        if (vips_rshift_const1(*x, &t, 8, NULL)) return -1;
+        step(x, t);
+    }
+    if (vips_cast(*x, &t, VIPS_FORMAT_UCHAR, NULL)) return -1;
+    step(x, t);
+    return 0;
+}
+
+// 8 bits per channel; grey stays grey (1 or 2 bands), colour becomes sRGB (3 or 4 bands).
+static int normalise_colour(VipsImage **x, const dg_params *p, int jpeg_out) {
+    VipsImage *t = NULL;
+    if (p->mask) return to_uchar(x);
+
+    VipsInterpretation interp = vips_image_guess_interpretation(*x);
+    int grey = interp == VIPS_INTERPRETATION_B_W || interp == VIPS_INTERPRETATION_GREY16 ||
+               ((*x)->Bands <= 2 && interp == VIPS_INTERPRETATION_MULTIBAND);
+    VipsInterpretation target = grey ? VIPS_INTERPRETATION_B_W : VIPS_INTERPRETATION_sRGB;
+    if ((interp != target || (*x)->BandFmt != VIPS_FORMAT_UCHAR) &&
+        vips_colourspace_issupported(*x) && interp != VIPS_INTERPRETATION_MULTIBAND) {
+        if (vips_colourspace(*x, &t, target, NULL)) return -1;
+        step(x, t);
+    }
+    if (to_uchar(x)) return -1;
+
+    int flatten = p->flatten_alpha || p->to_rgb8 || jpeg_out;
+    if (flatten && vips_image_hasalpha(*x)) {
+        double white[3] = {255, 255, 255};
+        VipsArrayDouble *bg = vips_array_double_new(white, (*x)->Bands - 1 >= 3 ? 3 : 1);
+        int rc = vips_flatten(*x, &t, "background", bg, NULL);
+        vips_area_unref(VIPS_AREA(bg));
+        if (rc) return -1;
+        step(x, t);
+        if (to_uchar(x)) return -1;
+    }
+    if (p->to_rgb8) {
+        if ((*x)->Bands == 1) {
+            VipsImage *in3[3] = {*x, *x, *x};
+            if (vips_bandjoin(in3, &t, 3, NULL)) return -1;
+            step(x, t);
+        } else if ((*x)->Bands > 3) {
+            if (vips_extract_band(*x, &t, 0, "n", 3, NULL)) return -1;
+            step(x, t);
+        }
+    }
+    return 0;
+}
+
+int dg_finish(const void *buf, size_t len, dg_header *h, const dg_params *p, dg_result *r) {
+    memset(r, 0, sizeof(*r));
+    VipsImage *x = NULL, *t = NULL;
+    int rc = -1;
+
+    if (p->shrink > 1 && h->kind == DG_JPEG) {
+        if (vips_jpegload_buffer((void *)buf, len, &x, "shrink", p->shrink, "access",
+                                 VIPS_ACCESS_SEQUENTIAL, "fail_on", VIPS_FAIL_ON_ERROR, NULL))
+            return -1;
+    } else if (p->shrink > 1 && h->kind == DG_WEBP) {
+        if (vips_webpload_buffer((void *)buf, len, &x, "scale", 1.0 / p->shrink, "access",
+                                 VIPS_ACCESS_SEQUENTIAL, "fail_on", VIPS_FAIL_ON_ERROR, NULL))
+            return -1;
+    } else {
+        x = h->img;
+        g_object_ref(x);
+    }
+
+    int swap = h->orientation >= 5; // 5..8 transpose the axes
+    if (p->resize) {
+        int tw = swap ? p->target_h : p->target_w;
+        int th = swap ? p->target_w : p->target_h;
+        if (cover_crop_resize(&x, tw, th, p->mask)) goto done;
+    }
+    if (h->orientation > 1) {
+        // rotation reads out of order: evaluate the (already small) image, then rotate in memory
+        if ((t = vips_image_copy_memory(x)) == NULL) goto done;
+        step(&x, t);
+        if (vips_autorot(x, &t, NULL)) goto done;
+        step(&x, t);
+    }
+    if (normalise_colour(&x, p, p->encode == DG_ENCODE_JPEG)) goto done;
+
+    r->channels = x->Bands;
+    if (p->encode == DG_RAW && p->pad_rgb && !p->mask && x->Bands == 3) {
+        if (vips_bandjoin_const1(x, &t, 255, NULL)) goto done;
+        step(&x, t);
+    }
+    r->pixel_stride = x->Bands;
+
+    if (p->encode == DG_ENCODE_PNG) {
+        if (vips_pngsave_buffer(x, &r->data, &r->len, "compression", 1, "strip", TRUE, NULL))
+            goto done;
+    } else if (p->encode == DG_ENCODE_JPEG) {
+        if (vips_jpegsave_buffer(x, &r->data, &r->len, "Q", p->jpeg_quality, "strip", TRUE, NULL))
+            goto done;
+    } else {
+        r->data = vips_image_write_to_memory(x, &r->len);
+        if (r->data == NULL) goto done;
+    }
+    r->width = x->Xsize;
+    r->height = x->Ysize;
+    rc = 0;
+done:
+    if (x) g_object_unref(x);
+    return rc;
+}

@@ -1,0 +1,52 @@
+// Thin C layer over libvips for the decode/transform stage. cgo cannot call libvips' variadic
+// functions, and doing a whole image in two C calls keeps cgo overhead per image constant.
+#ifndef DATAGO_TRANSFORM_VIPS_H
+#define DATAGO_TRANSFORM_VIPS_H
+
+#include <stddef.h>
+#include <vips/vips.h>
+
+enum dg_kind { DG_OTHER = 0, DG_JPEG = 1, DG_WEBP = 2, DG_PNG = 3 };
+
+// Header of an encoded image, loaded lazily (no pixel decoded yet).
+typedef struct dg_header {
+    VipsImage *img;   // lazy image over the caller's buffer; released by dg_close
+    int kind;         // enum dg_kind
+    int width;        // pixels, as stored
+    int height;       // pixels, as stored
+    int bands;
+    int orientation;  // EXIF orientation 1..8 (1 when absent)
+} dg_header;
+
+enum dg_encode { DG_RAW = 0, DG_ENCODE_PNG = 1, DG_ENCODE_JPEG = 2 };
+
+typedef struct dg_params {
+    int resize;        // 1: cover-crop-resize to target_w x target_h (oriented frame)
+    int target_w;      // pixels
+    int target_h;      // pixels
+    int shrink;        // shrink-on-load factor 1, 2, 4 or 8 (JPEG, WebP only)
+    int mask;          // 1: mask semantics (nearest-neighbour resize, no colour conversion)
+    int to_rgb8;       // 1: output exactly 3 channels, 8 bits
+    int flatten_alpha; // 1: flatten alpha onto white
+    int encode;        // enum dg_encode
+    int jpeg_quality;  // 1..100
+    int pad_rgb;       // 1: raw 3-band output is padded to RGBX (X = 255)
+} dg_params;
+
+typedef struct dg_result {
+    void *data;        // g_malloc'd: raw pixels (H x W x C, uchar) or encoded bytes
+    size_t len;        // bytes
+    int width;
+    int height;
+    int channels;      // meaningful channels
+    int pixel_stride;  // bytes per pixel in data (raw only)
+} dg_result;
+
+int dg_init(void);
+int dg_open(const void *buf, size_t len, dg_header *h);
+int dg_finish(const void *buf, size_t len, dg_header *h, const dg_params *p, dg_result *r);
+void dg_close(dg_header *h);
+// Copies the last libvips error into a malloc'd string and clears libvips' error buffer.
+char *dg_last_error(void);
+
+#endif

@@ -1,0 +1,147 @@
+"""DatagoClient: the Python face of the Go pipeline."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from . import _lib
+from .sample import Sample
+
+# get_sample waits in slices of this many seconds so that Ctrl-C reaches Python promptly.
+_WAIT_SLICE_S = 0.25
+
+
+class DatagoClient:
+    """Streams samples from a source through the Go core.
+
+    Args:
+        config: datago's client config, as a dict or a JSON string. Keys datago accepts are
+            accepted unchanged (``source_type``, ``source_config``, ``image_config``, ``limit``,
+            ``rank``, ``world_size``, ``samples_buffer_size``, ...); see the README.
+
+    Raises:
+        ValueError: an unknown key (named in the message) or an invalid value.
+        FileNotFoundError: ``source_config.root_path`` does not exist.
+        ForkError: the library was loaded by a parent process before fork().
+
+    The client is iterable (yields :class:`Sample` until the end of the stream) and a context
+    manager (stops and frees on exit). ``start`` and ``stop`` are idempotent; a start after a stop
+    begins a new epoch. Waiting for a sample releases the GIL.
+    """
+
+    def __init__(self, config: Mapping[str, Any] | str) -> None:
+        if isinstance(config, str):
+            text = config
+        elif isinstance(config, Mapping):
+            text = json.dumps(config)
+        else:
+            raise TypeError(f"config must be a dict or a JSON string, not {type(config).__name__}")
+        self._handle = 0
+        lib = _lib.lib()
+        self._pid = os.getpid()
+        err = _lib.ffi.new("char **")
+        handle = lib.datago_client_new(text.encode(), err)
+        if handle == 0:
+            _lib.raise_error(err[0])
+        self._handle = handle
+        self._lib = lib
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def _check(self) -> None:
+        _lib.check_not_forked(self._pid)
+        if self._handle == 0:
+            raise RuntimeError("this DatagoClient was closed")
+
+    def start(self) -> None:
+        """Start the pipeline's goroutines (idempotent)."""
+        self._check()
+        err = _lib.ffi.new("char **")
+        if self._lib.datago_client_start(self._handle, err) != 0:
+            _lib.raise_error(err[0])
+
+    def stop(self) -> None:
+        """Stop every stage, wait for its goroutines and free queued samples (idempotent).
+
+        Samples already handed out stay valid.
+        """
+        if self._handle:
+            self._check()
+            self._lib.datago_client_stop(self._handle)
+
+    def close(self) -> None:
+        """Stop and release the client; it cannot be used afterwards (idempotent)."""
+        if self._handle and os.getpid() == self._pid:
+            self._lib.datago_client_free(self._handle)
+        self._handle = 0
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - never raise from a finalizer
+            pass
+
+    def __enter__(self) -> DatagoClient:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- samples -------------------------------------------------------------------------------
+    def get_sample(self, timeout: float | None = None) -> Sample | None:
+        """Wait for the next sample.
+
+        Args:
+            timeout: seconds to wait; None waits as long as the stream goes on.
+
+        Returns:
+            The next :class:`Sample`, or None at the end of the stream (every sample delivered, or
+            ``limit`` reached).
+
+        Raises:
+            TimeoutError: no sample arrived within ``timeout`` seconds (the stream goes on).
+            OSError / RuntimeError: the source failed (e.g. the listing could not be read).
+        """
+        self._check()
+        ffi = _lib.ffi
+        out = ffi.new("datago_sample **")
+        err = ffi.new("char **")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = _WAIT_SLICE_S
+            if deadline is not None:
+                wait = max(0.0, min(wait, deadline - time.monotonic()))
+            rc = self._lib.datago_client_get_sample(self._handle, wait, out, err)
+            if rc == self._lib.DATAGO_SAMPLE:
+                return Sample(out[0])
+            if rc == self._lib.DATAGO_END:
+                return None
+            if rc == self._lib.DATAGO_ERROR:
+                _lib.raise_error(err[0])
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"no sample within {timeout} s")
+
+    def __iter__(self) -> Iterator[Sample]:
+        while (sample := self.get_sample()) is not None:
+            yield sample
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of the current (or last) run.
+
+        Returns a dict with ``samples_produced``, ``samples_skipped``, ``skipped_reasons``
+        (reason -> count), ``bytes_read`` (bytes), ``elapsed_seconds``, ``stages`` (per stage:
+        ``name``, ``items_in``, ``items_out``, ``busy_seconds`` summed over workers),
+        ``queue_length`` and ``queue_capacity``.
+        """
+        self._check()
+        return json.loads(_lib.take_string(self._lib.datago_client_stats(self._handle)))
+
+
+def live_samples() -> tuple[int, int]:
+    """Process-wide (samples, bytes) handed out by the core and not yet freed."""
+    lib = _lib.lib()
+    return int(lib.datago_live_samples()), int(lib.datago_live_bytes())

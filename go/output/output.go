@@ -121,3 +121,6 @@ func Build(f *Fields) Sample {
 	C.datago__account_sample(s)
 	return Sample{s}
 }
+
+// ImageSize is the main image's size in pixels (0, 0 without an image).
+func (s Sample) ImageSize() (w, h int) { return int(s.p.image.width), int(s.p.image.height) }

@@ -1,0 +1,160 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/datago-dev/datago/go/cmem"
+	"github.com/datago-dev/datago/go/config"
+)
+
+// photoDir links real photographs (Debian's mate-backgrounds) n times into a temp folder, plus
+// a few broken files.
+func photoDir(t *testing.T, copies int) (string, int) {
+	t.Helper()
+	photos, _ := filepath.Glob("/usr/share/backgrounds/mate/nature/*.jpg")
+	if len(photos) == 0 {
+		t.Skip("mate-backgrounds is not installed (./build.sh installs it)")
+	}
+	dir := t.TempDir()
+	n := 0
+	for c := 0; c < copies; c++ {
+		for _, p := range photos {
+			if err := os.Symlink(p, filepath.Join(dir, fmt.Sprintf("%d_%s", c, filepath.Base(p)))); err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+	}
+	os.WriteFile(filepath.Join(dir, "empty.jpg"), nil, 0o644)
+	os.WriteFile(filepath.Join(dir, "text.png"), []byte("not a png"), 0o644)
+	return dir, n
+}
+
+func newPipeline(t *testing.T, cfg map[string]any) *Pipeline {
+	t.Helper()
+	raw, _ := json.Marshal(cfg)
+	c, err := config.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func cfgFor(dir string, limit int) map[string]any {
+	return map[string]any{
+		"source_type":   "file",
+		"source_config": map[string]any{"root_path": dir},
+		"image_config":  map[string]any{"crop_and_resize": true, "default_image_size": 256},
+		"limit":         limit, "samples_buffer_size": 4, "num_threads": 2,
+	}
+}
+
+func drain(t *testing.T, p *Pipeline) int {
+	t.Helper()
+	n := 0
+	for {
+		s, st, err := p.Next(30 * time.Second)
+		switch st {
+		case StatusSample:
+			n++
+			s.Free()
+		case StatusEnd:
+			return n
+		default:
+			t.Fatalf("status %d: %v", st, err)
+		}
+	}
+}
+
+func TestAllSamplesAndSkips(t *testing.T) {
+	dir, n := photoDir(t, 1)
+	p := newPipeline(t, cfgFor(dir, 0))
+	if got := drain(t, p); got != n {
+		t.Errorf("got %d samples, want %d", got, n)
+	}
+	st := p.Stats()
+	if st.SamplesSkipped != 2 || st.SkippedReasons["decode_error"] != 2 {
+		t.Errorf("skipped %v, want the 2 broken files as decode_error", st.SkippedReasons)
+	}
+	p.Stop()
+}
+
+func TestExactLimit(t *testing.T) {
+	dir, _ := photoDir(t, 2)
+	for _, limit := range []int{1, 5, 13} {
+		p := newPipeline(t, cfgFor(dir, limit))
+		if got := drain(t, p); got != limit {
+			t.Errorf("limit %d: got %d samples", limit, got)
+		}
+		p.Stop()
+	}
+}
+
+// Stop in the middle of a stream leaves no goroutine and no C buffer behind.
+func TestStopLeaksNothing(t *testing.T) {
+	dir, _ := photoDir(t, 3)
+	before := runtime.NumGoroutine()
+	for i := 0; i < 5; i++ {
+		p := newPipeline(t, cfgFor(dir, 0))
+		s, st, err := p.Next(30 * time.Second)
+		if st != StatusSample {
+			t.Fatalf("status %d: %v", st, err)
+		}
+		s.Free()
+		time.Sleep(20 * time.Millisecond) // let the queue fill
+		p.Stop()
+		p.Stop() // idempotent
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if g := runtime.NumGoroutine(); g > before {
+		buf := make([]byte, 1<<16)
+		t.Errorf("%d goroutines after stop, %d before:\n%s", g, before, buf[:runtime.Stack(buf, true)])
+	}
+	if live := cmem.Live(); live != 0 {
+		t.Errorf("%d encoded buffers still allocated", live)
+	}
+}
+
+// A stopped pipeline starts again as a new epoch with every sample.
+func TestRestart(t *testing.T) {
+	dir, n := photoDir(t, 1)
+	p := newPipeline(t, cfgFor(dir, 0))
+	if got := drain(t, p); got != n {
+		t.Fatalf("epoch 1: %d", got)
+	}
+	p.Stop()
+	if got := drain(t, p); got != n {
+		t.Errorf("epoch 2: %d samples, want %d", got, n)
+	}
+	p.Stop()
+}
+
+func TestTimeout(t *testing.T) {
+	dir, _ := photoDir(t, 1)
+	cfg := cfgFor(dir, 0)
+	cfg["image_config"] = map[string]any{"crop_and_resize": true, "default_image_size": 2048}
+	p := newPipeline(t, cfg)
+	defer p.Stop()
+	// no photo decodes in a microsecond: the first wait times out, and the stream goes on
+	if _, st, _ := p.Next(time.Microsecond); st != StatusTimeout {
+		t.Errorf("status %d, want a timeout", st)
+	}
+	s, st, err := p.Next(30 * time.Second)
+	if st != StatusSample {
+		t.Fatalf("after a timeout: status %d: %v", st, err)
+	}
+	s.Free()
+}

@@ -88,9 +88,9 @@ def check_not_forked(owner_pid: int) -> None:
     """Raise ForkError when called in a process other than ``owner_pid``."""
     if os.getpid() != owner_pid:
         raise ForkError(
-            "this DatagoClient was created in process %d and cannot be used after fork() (pid %d): "
-            "the Go runtime does not survive fork(); create the client in the child process"
-            % (owner_pid, os.getpid())
+            f"this DatagoClient was created in process {owner_pid} and cannot be used after fork() "
+            f"(pid {os.getpid()}): the Go runtime does not survive fork(); create the client in the "
+            "child process"
         )
 
 

@@ -81,7 +81,7 @@ class DatagoClient:
     def __del__(self) -> None:
         try:
             self.close()
-        except Exception:  # noqa: BLE001 - never raise from a finalizer
+        except Exception:
             pass
 
     def __enter__(self) -> DatagoClient:

@@ -48,7 +48,7 @@ class ImageInfo:
 class _Owner:
     """Holds the datago_sample* and frees it when the last reference (Sample or view) dies."""
 
-    __slots__ = ("ptr", "__weakref__")
+    __slots__ = ("__weakref__", "ptr")
 
     def __init__(self, ptr: Any) -> None:
         self.ptr = _lib.ffi.gc(ptr, _lib._lib.datago_sample_free)
@@ -127,7 +127,7 @@ class Sample:
         tags (list[str]), coca_embedding (numpy.ndarray float32 (N,)), duplicate_state (int).
     """
 
-    __slots__ = ("_owner", "_c", "__dict__")
+    __slots__ = ("__dict__", "_c", "_owner")
 
     def __init__(self, ptr: Any) -> None:
         self._owner = _Owner(ptr)
@@ -135,7 +135,7 @@ class Sample:
 
     # -- scalars -------------------------------------------------------------------------------
     @cached_property
-    def id(self) -> str:  # noqa: A003 - datago's field name
+    def id(self) -> str:
         return _lib.ffi.string(self._c.id).decode()
 
     @cached_property

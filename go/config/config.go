@@ -80,6 +80,19 @@ type Config struct {
 	Concurrency int `json:"concurrency"`
 	// MaxFileBytes caps the bytes read per payload (default 256 MiB).
 	MaxFileBytes int64 `json:"max_file_bytes"`
+
+	// HTTP settings of remote sources and URL payloads (see go/fetch/remote); 0 or absent takes the
+	// default. They are validated by the sources that read over HTTP.
+	HTTPConnectTimeout   float64 `json:"http_connect_timeout"`     // seconds to connect (default 10)
+	HTTPHeaderTimeout    float64 `json:"http_header_timeout"`      // seconds to the response headers (default 30)
+	HTTPReadTimeout      float64 `json:"http_read_timeout"`        // seconds a body read may stall (default 30)
+	HTTPMaxRetries       *int    `json:"http_max_retries"`         // retries per request (default 5; 0: none)
+	HTTPRetryBackoff     float64 `json:"http_retry_backoff"`       // first backoff in seconds, doubled per retry (default 0.5)
+	HTTPMaxConnsPerHost  int     `json:"http_max_conns_per_host"`  // connections per host (default 64)
+	HTTPMaxBytesInFlight int64   `json:"http_max_bytes_in_flight"` // bytes of whole-file GETs in flight (default 512 MiB)
+	// Remote is the pipeline's shared HTTP client (a *remote.Client), built on first use by
+	// remote.For; not part of the JSON config.
+	Remote any `json:"-"`
 }
 
 // DecodeStrict unmarshals data into v, rejecting unknown keys with a ValueError naming the key

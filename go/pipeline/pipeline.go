@@ -72,7 +72,7 @@ func New(cfg *config.Config) (*Pipeline, error) {
 			return nil, config.Errorf(config.KindValue, "image_config: %v", err)
 		}
 	}
-	return &Pipeline{cfg: cfg, src: src, fetcher: &fetch.Fetcher{MaxBytes: cfg.MaxFileBytes}, opts: opts, last: stats.New()}, nil
+	return &Pipeline{cfg: cfg, src: src, fetcher: &fetch.Fetcher{MaxBytes: cfg.MaxFileBytes, Config: cfg}, opts: opts, last: stats.New()}, nil
 }
 
 // Buckets returns the aspect-ratio buckets (nil without crop_and_resize).

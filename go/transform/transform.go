@@ -4,6 +4,7 @@ package transform
 
 /*
 #cgo pkg-config: vips
+#cgo CFLAGS: -O3
 #cgo LDFLAGS: -lm
 #include <stdlib.h>
 #include "vips.h"

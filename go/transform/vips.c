@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "vips.h"
+#include "resample.h"
 
 int dg_init(void) {
     if (VIPS_INIT("datago")) return -1;
@@ -153,6 +154,79 @@ static int normalise_colour(VipsImage **x, const dg_params *p, int jpeg_out) {
     return 0;
 }
 
+
+// The hot path, for the common case (8-bit grey or RGB, no alpha, not a mask): centre crop with
+// libvips (so only the crop is decoded past the loader), then our own resampler straight into the
+// output buffer. Returns 1 when it does not apply, 0 on success (r filled), -1 on error.
+static int fast_crop_resize(VipsImage **x, int tw, int th, const dg_params *p, int oriented,
+                            dg_result *r) {
+    VipsImage *in = *x, *t = NULL;
+    if (p->mask || p->encode != DG_RAW || in->BandFmt != VIPS_FORMAT_UCHAR ||
+        (in->Bands != 1 && in->Bands != 3))
+        return 1;
+    VipsInterpretation interp = vips_image_guess_interpretation(in);
+    if (!(interp == VIPS_INTERPRETATION_sRGB && in->Bands == 3) &&
+        !(interp == VIPS_INTERPRETATION_B_W && in->Bands == 1))
+        return 1;
+
+    double W = in->Xsize, H = in->Ysize;
+    double scale = fmax(tw / W, th / H);
+    int cw = (int)fmin(W, fmax(1.0, round(tw / scale)));
+    int ch = (int)fmin(H, fmax(1.0, round(th / scale)));
+    if (cw != in->Xsize || ch != in->Ysize) {
+        if (vips_extract_area(in, &t, (in->Xsize - cw) / 2, (in->Ysize - ch) / 2, cw, ch, NULL))
+            return -1;
+        step(x, t);
+    }
+    if (p->to_rgb8 && (*x)->Bands == 1) {
+        VipsImage *in3[3] = {*x, *x, *x};
+        if (vips_bandjoin(in3, &t, 3, NULL)) return -1;
+        step(x, t);
+    }
+    int bands = (*x)->Bands;
+    size_t src_len = 0;
+    uint8_t *src = vips_image_write_to_memory(*x, &src_len); // the decode happens here
+    if (src == NULL) return -1;
+    int dps = (bands == 3 && p->pad_rgb) ? 4 : bands;
+    size_t len = (size_t)tw * th * dps;
+    uint8_t *dst = g_malloc(len);
+    int rc = dg_resample(src, cw, ch, (size_t)cw * bands, bands, dst, tw, th, dps);
+    g_free(src);
+    if (rc) {
+        g_free(dst);
+        vips_error("datago", "resample failed");
+        return -1;
+    }
+    if (oriented) { // rotate / flip the small result (the orientation tag travels on *x)
+        VipsImage *mem = vips_image_new_from_memory(dst, len, tw, th, dps, VIPS_FORMAT_UCHAR);
+        if (mem == NULL) {
+            g_free(dst);
+            return -1;
+        }
+        vips_image_set_int(mem, VIPS_META_ORIENTATION, vips_image_get_orientation(*x));
+        rc = vips_autorot(mem, &t, NULL);
+        if (rc == 0) {
+            size_t rlen = 0;
+            r->data = vips_image_write_to_memory(t, &rlen);
+            r->width = t->Xsize;
+            r->height = t->Ysize;
+            g_object_unref(t);
+            rc = r->data ? 0 : -1;
+        }
+        g_object_unref(mem);
+        g_free(dst);
+        if (rc) return -1;
+    } else {
+        r->data = dst;
+        r->width = tw;
+        r->height = th;
+    }
+    r->len = len;
+    r->channels = bands;
+    r->pixel_stride = dps;
+    return 0;
+}
+
 int dg_finish(const void *buf, size_t len, dg_header *h, const dg_params *p, dg_result *r) {
     memset(r, 0, sizeof(*r));
     VipsImage *x = NULL, *t = NULL;
@@ -175,7 +249,12 @@ int dg_finish(const void *buf, size_t len, dg_header *h, const dg_params *p, dg_
     if (p->resize) {
         int tw = swap ? p->target_h : p->target_w;
         int th = swap ? p->target_w : p->target_h;
-        if (cover_crop_resize(&x, tw, th, p->mask)) goto done;
+        int fast = fast_crop_resize(&x, tw, th, p, h->orientation > 1, r);
+        if (fast == 0) {
+            rc = 0;
+            goto done;
+        }
+        if (fast < 0 || cover_crop_resize(&x, tw, th, p->mask)) goto done;
     }
     if (h->orientation > 1) {
         // rotation reads out of order: evaluate the (already small) image, then rotate in memory

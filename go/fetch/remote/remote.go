@@ -1,0 +1,507 @@
+// Package remote is datago's HTTP layer, shared by the remote sources (WebDataset shards, the db
+// source's pages and images) and the fetch stage (URL payloads).
+//
+// One Client per pipeline holds one tuned *http.Client, so connections are reused across requests.
+// Every request has a connect timeout, a response-header (first byte) timeout and an idle read
+// timeout (a body read that stalls longer fails). Connection errors, 408, 429 and 5xx answers are
+// retried with exponential backoff and jitter, honouring Retry-After. Any other non-2xx answer is an
+// error naming the URL (404 and 410 are FileNotFoundError, the rest OSError), never an empty body.
+//
+// Open returns a Stream: a body that survives a broken connection by resuming from the byte where
+// it broke with a Range request (the server must answer 206 with a matching Content-Range;
+// otherwise the failure is reported). Readers above it (a tar reader) never see the break.
+// Get reads a whole file into C memory; the bytes of concurrent Gets are capped by a budget
+// (a semaphore weighted by Content-Length).
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/datago-dev/datago/go/cmem"
+	"github.com/datago-dev/datago/go/config"
+)
+
+// Settings tune a Client. Zero durations and sizes take the defaults (see Defaults).
+type Settings struct {
+	ConnectTimeout time.Duration // dial + TLS handshake
+	HeaderTimeout  time.Duration // from the request written to the response headers
+	ReadTimeout    time.Duration // longest a body read may wait for data
+	MaxRetries     int           // retries after the first attempt (connection errors, 408, 429, 5xx)
+	RetryBackoff   time.Duration // first backoff; doubled per retry, with jitter
+	MaxBackoff     time.Duration // backoff cap
+	MaxRetryAfter  time.Duration // cap on a server's Retry-After
+	// MaxConnsPerHost caps connections per host (idle ones are kept up to the same number).
+	MaxConnsPerHost int
+	// MaxBytesInFlight caps the bytes of concurrent Gets (weighted by Content-Length).
+	MaxBytesInFlight int64
+	// MaxBytes caps one Get (0: no cap); WithMaxBytes overrides it per call.
+	MaxBytes  int64
+	UserAgent string
+}
+
+// Defaults are the settings used for zero fields.
+func Defaults() Settings {
+	return Settings{
+		ConnectTimeout:   10 * time.Second,
+		HeaderTimeout:    30 * time.Second,
+		ReadTimeout:      30 * time.Second,
+		MaxRetries:       5,
+		RetryBackoff:     500 * time.Millisecond,
+		MaxBackoff:       15 * time.Second,
+		MaxRetryAfter:    60 * time.Second,
+		MaxConnsPerHost:  64,
+		MaxBytesInFlight: 512 << 20,
+		UserAgent:        "datago",
+	}
+}
+
+func (s Settings) withDefaults() Settings {
+	d := Defaults()
+	for _, f := range []struct{ v, def *time.Duration }{
+		{&s.ConnectTimeout, &d.ConnectTimeout}, {&s.HeaderTimeout, &d.HeaderTimeout},
+		{&s.ReadTimeout, &d.ReadTimeout}, {&s.RetryBackoff, &d.RetryBackoff},
+		{&s.MaxBackoff, &d.MaxBackoff}, {&s.MaxRetryAfter, &d.MaxRetryAfter},
+	} {
+		if *f.v <= 0 {
+			*f.v = *f.def
+		}
+	}
+	if s.MaxRetries < 0 {
+		s.MaxRetries = 0
+	}
+	if s.MaxConnsPerHost <= 0 {
+		s.MaxConnsPerHost = d.MaxConnsPerHost
+	}
+	if s.MaxBytesInFlight <= 0 {
+		s.MaxBytesInFlight = d.MaxBytesInFlight
+	}
+	if s.UserAgent == "" {
+		s.UserAgent = d.UserAgent
+	}
+	return s
+}
+
+// SettingsFrom reads the http_* keys of the client config (ValueError for invalid values).
+func SettingsFrom(c *config.Config) (Settings, error) {
+	s := Defaults()
+	for _, f := range []struct {
+		key string
+		v   float64
+		dst *time.Duration
+	}{
+		{"http_connect_timeout", c.HTTPConnectTimeout, &s.ConnectTimeout},
+		{"http_header_timeout", c.HTTPHeaderTimeout, &s.HeaderTimeout},
+		{"http_read_timeout", c.HTTPReadTimeout, &s.ReadTimeout},
+		{"http_retry_backoff", c.HTTPRetryBackoff, &s.RetryBackoff},
+	} {
+		if f.v < 0 {
+			return s, config.Errorf(config.KindValue, "config key %s must be >= 0 seconds, got %g", f.key, f.v)
+		}
+		if f.v > 0 {
+			*f.dst = time.Duration(f.v * float64(time.Second))
+		}
+	}
+	if c.HTTPMaxRetries != nil {
+		if *c.HTTPMaxRetries < 0 {
+			return s, config.Errorf(config.KindValue, "config key http_max_retries must be >= 0, got %d", *c.HTTPMaxRetries)
+		}
+		s.MaxRetries = *c.HTTPMaxRetries
+	}
+	if c.HTTPMaxConnsPerHost < 0 {
+		return s, config.Errorf(config.KindValue, "config key http_max_conns_per_host must be >= 0, got %d", c.HTTPMaxConnsPerHost)
+	}
+	if c.HTTPMaxConnsPerHost > 0 {
+		s.MaxConnsPerHost = c.HTTPMaxConnsPerHost
+	}
+	if c.HTTPMaxBytesInFlight < 0 {
+		return s, config.Errorf(config.KindValue, "config key http_max_bytes_in_flight must be >= 0, got %d", c.HTTPMaxBytesInFlight)
+	}
+	if c.HTTPMaxBytesInFlight > 0 {
+		s.MaxBytesInFlight = c.HTTPMaxBytesInFlight
+	}
+	s.MaxBytes = c.MaxFileBytes
+	return s, nil
+}
+
+var (
+	forMu         sync.Mutex
+	defaultOnce   sync.Once
+	defaultClient *Client
+)
+
+// For returns the pipeline's shared client for config c, building it on first use (and storing it
+// in c.Remote). Invalid http_* settings fall back to the defaults here; sources that use HTTP call
+// SettingsFrom first to report them. For(nil) returns a process-wide client with the defaults.
+func For(c *config.Config) *Client {
+	if c == nil {
+		defaultOnce.Do(func() { defaultClient = New(Defaults()) })
+		return defaultClient
+	}
+	forMu.Lock()
+	defer forMu.Unlock()
+	if cl, ok := c.Remote.(*Client); ok {
+		return cl
+	}
+	s, err := SettingsFrom(c)
+	if err != nil {
+		slog.Warn("datago: invalid HTTP settings, using the defaults", "error", err)
+		s = Defaults()
+		s.MaxBytes = c.MaxFileBytes
+	}
+	cl := New(s)
+	c.Remote = cl
+	return cl
+}
+
+// Counters are a Client's running totals.
+type Counters struct {
+	Requests int64 `json:"requests"` // HTTP requests sent (attempts, retries and resumes included)
+	Retries  int64 `json:"retries"`  // attempts repeated after a retryable failure
+	Resumes  int64 `json:"resumes"`  // streams resumed with a Range request after a broken read
+	Failures int64 `json:"failures"` // requests or streams that failed for good
+}
+
+// Client is a pipeline's HTTP client. It is safe for concurrent use.
+type Client struct {
+	s      Settings
+	hc     *http.Client
+	budget *budget
+
+	requests, retries, resumes, failures atomic.Int64
+}
+
+// New builds a client with its own connection pool.
+func New(s Settings) *Client {
+	s = s.withDefaults()
+	dialer := &net.Dialer{Timeout: s.ConnectTimeout, KeepAlive: 30 * time.Second}
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           dialer.DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          0, // no global cap; per host below
+		MaxIdleConnsPerHost:   s.MaxConnsPerHost,
+		MaxConnsPerHost:       s.MaxConnsPerHost,
+		IdleConnTimeout:       60 * time.Second,
+		TLSHandshakeTimeout:   s.ConnectTimeout,
+		ResponseHeaderTimeout: s.HeaderTimeout,
+		ExpectContinueTimeout: time.Second,
+		// bytes as stored: transparent gzip would break Content-Length and Range arithmetic
+		DisableCompression: true,
+		ReadBufferSize:     64 << 10,
+		WriteBufferSize:    16 << 10,
+	}
+	return &Client{s: s, hc: &http.Client{Transport: tr}, budget: newBudget(s.MaxBytesInFlight)}
+}
+
+// Settings returns the effective settings.
+func (c *Client) Settings() Settings { return c.s }
+
+// Counters returns the running totals.
+func (c *Client) Counters() Counters {
+	return Counters{
+		Requests: c.requests.Load(), Retries: c.retries.Load(),
+		Resumes: c.resumes.Load(), Failures: c.failures.Load(),
+	}
+}
+
+// CloseIdle closes the idle connections of the pool.
+func (c *Client) CloseIdle() { c.hc.CloseIdleConnections() }
+
+// Option changes one request.
+type Option func(*options)
+
+type options struct {
+	header   http.Header
+	maxBytes int64
+	setMax   bool
+}
+
+// WithBearer sends "Authorization: Bearer token" (nothing when token is empty).
+func WithBearer(token string) Option {
+	return func(o *options) {
+		if token != "" {
+			o.header.Set("Authorization", "Bearer "+token)
+		}
+	}
+}
+
+// WithHeader sets a request header.
+func WithHeader(key, value string) Option { return func(o *options) { o.header.Set(key, value) } }
+
+// WithMaxBytes caps the size of a Get (0: no cap).
+func WithMaxBytes(n int64) Option { return func(o *options) { o.maxBytes, o.setMax = n, true } }
+
+func (c *Client) opts(list []Option) *options {
+	o := &options{header: http.Header{}, maxBytes: c.s.MaxBytes}
+	for _, f := range list {
+		f(o)
+	}
+	return o
+}
+
+// StatusError is a non-2xx answer that is not retried (or still failed after the retries).
+type StatusError struct {
+	URL    string
+	Code   int
+	Status string
+}
+
+func (e *StatusError) Error() string { return fmt.Sprintf("GET %s: HTTP %s", e.URL, e.Status) }
+
+// Unwrap gives the user-facing kind: FileNotFoundError for 404 and 410, OSError otherwise.
+func (e *StatusError) Unwrap() error {
+	kind := config.KindOS
+	if e.Code == http.StatusNotFound || e.Code == http.StatusGone {
+		kind = config.KindNotFound
+	}
+	return &config.Error{Kind: kind, Msg: e.Error()}
+}
+
+// Error is a transport failure that outlasted the retries (or a stream that could not resume).
+// It reads as an OSError naming the URL.
+type Error struct {
+	URL    string
+	Offset int64 // byte of the body where it failed (0 before the body)
+	Err    error
+	Note   string
+}
+
+func (e *Error) Error() string {
+	msg := "GET " + e.URL
+	if e.Offset > 0 {
+		msg += fmt.Sprintf(" (at byte %d)", e.Offset)
+	}
+	msg += ": " + e.Err.Error()
+	if e.Note != "" {
+		msg += " (" + e.Note + ")"
+	}
+	return msg
+}
+
+// Unwrap gives the user-facing kind (OSError).
+func (e *Error) Unwrap() error { return &config.Error{Kind: config.KindOS, Msg: e.Error()} }
+
+// CheckURL validates an http(s) URL.
+func CheckURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return config.Errorf(config.KindValue, "invalid URL %q: %v", raw, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return config.Errorf(config.KindValue, "invalid URL %q: scheme must be http or https", raw)
+	}
+	if u.Host == "" {
+		return config.Errorf(config.KindValue, "invalid URL %q: no host", raw)
+	}
+	return nil
+}
+
+// IsURL reports whether s looks like an http(s) URL.
+func IsURL(s string) bool {
+	l := strings.ToLower(s)
+	return strings.HasPrefix(l, "http://") || strings.HasPrefix(l, "https://")
+}
+
+func retryableStatus(code int) bool {
+	switch code {
+	case http.StatusRequestTimeout, http.StatusTooManyRequests:
+		return true
+	case http.StatusNotImplemented, http.StatusHTTPVersionNotSupported:
+		return false
+	}
+	return code >= 500 && code <= 599
+}
+
+// retryAfter parses a Retry-After header (seconds or an HTTP date); ok is false when absent.
+func retryAfter(h string, now time.Time) (time.Duration, bool) {
+	h = strings.TrimSpace(h)
+	if h == "" {
+		return 0, false
+	}
+	if secs, err := strconv.Atoi(h); err == nil {
+		return time.Duration(max(secs, 0)) * time.Second, true
+	}
+	if t, err := http.ParseTime(h); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
+}
+
+// backoff is the wait before retry number attempt (0-based): exponential, capped, with jitter in
+// [d/2, d]; a Retry-After from the server wins when longer (capped by MaxRetryAfter).
+func (c *Client) backoff(attempt int, after time.Duration, hasAfter bool) time.Duration {
+	d := c.s.RetryBackoff
+	for i := 0; i < attempt && d < c.s.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, c.s.MaxBackoff)
+	d = d/2 + rand.N(d/2+1)
+	if hasAfter {
+		d = max(d, min(after, c.s.MaxRetryAfter))
+	}
+	return d
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// response is an open response whose request context is cancelled by cancel (which also stops the
+// body's idle timer).
+type response struct {
+	*http.Response
+	cancel context.CancelFunc
+}
+
+// rangeSpec asks for the bytes from off on; ifRange (an ETag or Last-Modified) makes the server
+// send the whole file instead when it changed, which open then reports.
+type rangeSpec struct {
+	off     int64
+	ifRange string
+}
+
+// open sends GET url (with a Range from rng.off > 0) and retries connection errors and retryable
+// statuses. It returns a 2xx response or an error: ctx.Err(), *StatusError, or *Error.
+func (c *Client) open(ctx context.Context, rawURL string, o *options, rng rangeSpec) (*response, error) {
+	for attempt := 0; ; attempt++ {
+		rctx, cancel := context.WithCancel(ctx)
+		req, err := http.NewRequestWithContext(rctx, http.MethodGet, rawURL, nil)
+		if err != nil {
+			cancel()
+			return nil, config.Errorf(config.KindValue, "invalid URL %q: %v", rawURL, err)
+		}
+		for k, v := range o.header {
+			req.Header[k] = v
+		}
+		req.Header.Set("User-Agent", c.s.UserAgent)
+		if rng.off > 0 {
+			req.Header.Set("Range", fmt.Sprintf("bytes=%d-", rng.off))
+			if rng.ifRange != "" {
+				req.Header.Set("If-Range", rng.ifRange)
+			}
+		}
+		c.requests.Add(1)
+		resp, err := c.hc.Do(req)
+		var (
+			fail              error
+			after             time.Duration
+			hasAfter, isFinal bool
+		)
+		switch {
+		case err != nil:
+			cancel()
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			fail = err
+			var ue *url.Error
+			if errors.As(err, &ue) && strings.Contains(ue.Err.Error(), "unsupported protocol scheme") {
+				isFinal = true
+			}
+		case resp.StatusCode >= 200 && resp.StatusCode <= 299:
+			return &response{Response: resp, cancel: cancel}, nil
+		default:
+			fail = &StatusError{URL: rawURL, Code: resp.StatusCode, Status: resp.Status}
+			isFinal = !retryableStatus(resp.StatusCode)
+			after, hasAfter = retryAfter(resp.Header.Get("Retry-After"), time.Now())
+			_, _ = io.CopyN(io.Discard, resp.Body, 64<<10) // lets the connection be reused
+			resp.Body.Close()
+			cancel()
+		}
+		if isFinal || attempt >= c.s.MaxRetries {
+			c.failures.Add(1)
+			var se *StatusError
+			if errors.As(fail, &se) {
+				return nil, se
+			}
+			note := ""
+			if attempt > 0 {
+				note = fmt.Sprintf("gave up after %d attempts", attempt+1)
+			}
+			return nil, &Error{URL: rawURL, Offset: rng.off, Err: fail, Note: note}
+		}
+		c.retries.Add(1)
+		wait := c.backoff(attempt, after, hasAfter)
+		slog.Debug("datago: HTTP retry", "url", rawURL, "attempt", attempt+1, "wait", wait, "error", fail)
+		if err := sleep(ctx, wait); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// Get reads the whole body of url into C memory. The bytes count against the in-flight budget while
+// they download. A body larger than the cap (WithMaxBytes, or Settings.MaxBytes) fails with
+// cmem.ErrTooLarge. A broken download resumes like a Stream.
+func (c *Client) Get(ctx context.Context, rawURL string, opts ...Option) (cmem.Buf, error) {
+	o := c.opts(opts)
+	s, err := c.open2stream(ctx, rawURL, o)
+	if err != nil {
+		return cmem.Buf{}, err
+	}
+	defer s.Close()
+	if o.maxBytes > 0 && s.size > o.maxBytes {
+		return cmem.Buf{}, fmt.Errorf("GET %s: %w: %d > %d bytes", rawURL, cmem.ErrTooLarge, s.size, o.maxBytes)
+	}
+	weight := s.size
+	if weight < 0 {
+		weight = 8 << 20 // unknown length: a typical image's worth
+	}
+	weight = c.budget.clamp(weight)
+	if err := c.budget.Acquire(ctx, weight); err != nil {
+		return cmem.Buf{}, err
+	}
+	defer c.budget.Release(weight)
+	b, err := cmem.ReadAll(s, s.size, o.maxBytes)
+	if err != nil {
+		if errors.Is(err, cmem.ErrTooLarge) {
+			return cmem.Buf{}, fmt.Errorf("GET %s: %w", rawURL, err)
+		}
+		return cmem.Buf{}, err
+	}
+	return b, nil
+}
+
+// Open starts streaming url. The stream resumes from the byte where a read broke (Range request)
+// and fails with an *Error when it cannot. Close it when done.
+func (c *Client) Open(ctx context.Context, rawURL string, opts ...Option) (*Stream, error) {
+	return c.open2stream(ctx, rawURL, c.opts(opts))
+}
+
+func (c *Client) open2stream(ctx context.Context, rawURL string, o *options) (*Stream, error) {
+	resp, err := c.open(ctx, rawURL, o, rangeSpec{})
+	if err != nil {
+		return nil, err
+	}
+	s := &Stream{c: c, ctx: ctx, url: rawURL, o: o, size: resp.ContentLength}
+	s.validator = validator(resp.Header)
+	s.attach(resp)
+	return s, nil
+}
+
+// validator is the If-Range value for a response: a strong ETag, else Last-Modified.
+func validator(h http.Header) string {
+	if et := h.Get("ETag"); et != "" && !strings.HasPrefix(et, "W/") {
+		return et
+	}
+	return h.Get("Last-Modified")
+}

@@ -1,0 +1,15 @@
+// Our own resampler for the hot path; see resample.c.
+#ifndef DATAGO_TRANSFORM_RESAMPLE_H
+#define DATAGO_TRANSFORM_RESAMPLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+// Resamples src (sw x sh pixels, rows sstride bytes apart, `bands` interleaved 8-bit channels)
+// onto dst (dw x dh pixels, `dps` bytes per pixel, rows dw*dps bytes apart) with a Lanczos-3
+// filter. Bytes of a pixel past `bands` (dps > bands) are set to 255. Returns 0, or -1 on bad
+// arguments or when out of memory.
+int dg_resample(const uint8_t *src, int sw, int sh, size_t sstride, int bands, uint8_t *dst,
+                int dw, int dh, int dps);
+
+#endif

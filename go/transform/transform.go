@@ -8,6 +8,7 @@ package transform
 #cgo LDFLAGS: -lm
 #include <stdlib.h>
 #include "vips.h"
+#include "resample.h"
 */
 import "C"
 
@@ -177,4 +178,23 @@ func boolInt(b bool) C.int {
 		return 1
 	}
 	return 0
+}
+
+// Resample runs the hot-path resampler (Lanczos-3, fixed point) on a Go image: src is sw x sh
+// pixels of `bands` interleaved 8-bit channels; the result is dw x dh pixels of dps bytes.
+// The pipeline calls the C function directly; this wrapper exists for tests and tools.
+func Resample(src []byte, sw, sh, bands, dw, dh, dps int) ([]byte, error) {
+	if len(src) != sw*sh*bands {
+		return nil, fmt.Errorf("resample: %d bytes for %dx%dx%d", len(src), sw, sh, bands)
+	}
+	in := cmem.Alloc(len(src))
+	defer in.Free()
+	copy(in.Bytes(), src)
+	out := cmem.Alloc(dw * dh * dps)
+	defer out.Free()
+	if C.dg_resample((*C.uint8_t)(in.Ptr), C.int(sw), C.int(sh), C.size_t(sw*bands), C.int(bands),
+		(*C.uint8_t)(out.Ptr), C.int(dw), C.int(dh), C.int(dps)) != 0 {
+		return nil, errors.New("resample: invalid arguments")
+	}
+	return append([]byte(nil), out.Bytes()...), nil
 }

@@ -1,0 +1,709 @@
+package source
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/datago-dev/datago/go/cmem"
+	"github.com/datago-dev/datago/go/config"
+)
+
+type entry struct {
+	name string
+	data []byte
+}
+
+func tarBytes(t *testing.T, entries []entry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		if err := tw.WriteHeader(&tar.Header{Name: e.name, Mode: 0o644, Size: int64(len(e.data)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(e.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// sampleEntries are the entries of one full sample: every kind of payload.
+func sampleEntries(key string, i int) []entry {
+	return []entry{
+		{key + ".jpg", []byte("JPEG-" + key)},
+		{key + ".json", []byte(fmt.Sprintf(`{"index": %d, "score": %d.5, "caption": "photo <%s>", "tags": ["a", "b"]}`, i, i, key))},
+		{key + ".mask.png", []byte("MASK-" + key)},
+		{key + ".png", []byte("PNG-" + key)},
+		{key + ".txt", []byte("text of " + key)},
+		{key + ".cls", []byte(fmt.Sprintf(" %d\n", i%3))},
+		{key + ".latent.npy", []byte("NPY-" + key)},
+	}
+}
+
+// writeShards writes nShards shards of perShard full samples into dir and returns their paths.
+func writeShards(t *testing.T, dir string, nShards, perShard int) []string {
+	t.Helper()
+	var paths []string
+	for s := 0; s < nShards; s++ {
+		var entries []entry
+		for j := 0; j < perShard; j++ {
+			entries = append(entries, sampleEntries(fmt.Sprintf("s%02d/k%03d", s, j), s*perShard+j)...)
+		}
+		p := filepath.Join(dir, fmt.Sprintf("shard-%06d.tar", s))
+		if err := os.WriteFile(p, tarBytes(t, entries), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	return paths
+}
+
+func newWDS(t *testing.T, cfgJSON string) *WebDataset {
+	t.Helper()
+	c, err := config.Parse([]byte(cfgJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src.(*WebDataset)
+}
+
+func wdsConfig(sc map[string]any) string {
+	b, _ := json.Marshal(map[string]any{"source_type": "webdataset", "source_config": sc})
+	return string(b)
+}
+
+// got is an Item copied to Go memory (then freed), for comparisons.
+type got struct {
+	ID, Source, Attrs string
+	Image             string
+	Masks, Additional map[string]string
+	Latents           map[string]string
+}
+
+func snapshot(it *Item) got {
+	g := got{ID: it.ID, Source: it.Source, Attrs: it.AttributesJSON,
+		Masks: map[string]string{}, Additional: map[string]string{}, Latents: map[string]string{}}
+	if it.Image != nil {
+		g.Image = string(it.Image.Data.Bytes())
+	}
+	for _, p := range it.Masks {
+		g.Masks[p.Name] = string(p.Data.Bytes())
+	}
+	for _, p := range it.AdditionalImages {
+		g.Additional[p.Name] = string(p.Data.Bytes())
+	}
+	for _, p := range it.Latents {
+		g.Latents[p.Name] = string(p.Data.Bytes())
+	}
+	it.Free()
+	return g
+}
+
+// collect runs src to its end and returns the snapshots of its items, in order.
+func collect(t *testing.T, ctx context.Context, src Source) ([]got, error) {
+	t.Helper()
+	out := make(chan *Item, 4)
+	done := make(chan error, 1)
+	go func() {
+		done <- src.Run(ctx, out)
+		close(out)
+	}()
+	var items []got
+	for it := range out {
+		items = append(items, snapshot(it))
+	}
+	return items, <-done
+}
+
+func ids(items []got) []string {
+	out := make([]string, len(items))
+	for i, g := range items {
+		out[i] = g.ID
+	}
+	return out
+}
+
+func checkLive(t *testing.T) {
+	t.Helper()
+	if n := cmem.Live(); n != 0 {
+		t.Errorf("%d C buffers still allocated", n)
+	}
+}
+
+func TestSplitKey(t *testing.T) {
+	for name, want := range map[string][2]string{
+		"a/b/000123.jpg":         {"a/b/000123", "jpg"},
+		"./x.seg.mask.png":       {"x", "seg.mask.png"},
+		"k.JSON":                 {"k", "JSON"},
+		"dir.v2/sample.txt":      {"dir.v2/sample", "txt"},
+		"noext":                  {"", ""},
+		"dir/._hidden.jpg":       {"", ""},
+		"trailingdot.":           {"", ""},
+		"images/a.b.c.latent.np": {"images/a", "b.c.latent.np"},
+	} {
+		k, e := SplitKey(name)
+		if k != want[0] || e != want[1] {
+			t.Errorf("SplitKey(%q) = %q, %q; want %q, %q", name, k, e, want[0], want[1])
+		}
+	}
+}
+
+func TestExpandBraces(t *testing.T) {
+	for pattern, want := range map[string][]string{
+		"plain.tar":                      {"plain.tar"},
+		"s-{000000..000002}.tar":         {"s-000000.tar", "s-000001.tar", "s-000002.tar"},
+		"s-{8..11}.tar":                  {"s-8.tar", "s-9.tar", "s-10.tar", "s-11.tar"},
+		"s-{08..11}.tar":                 {"s-08.tar", "s-09.tar", "s-10.tar", "s-11.tar"},
+		"{a,b}/x-{1..2}.tar":             {"a/x-1.tar", "a/x-2.tar", "b/x-1.tar", "b/x-2.tar"},
+		"http://h:1/d/{0001..0001}.tar":  {"http://h:1/d/0001.tar"},
+		"http://h/{train,val}-{00..01}x": {"http://h/train-00x", "http://h/train-01x", "http://h/val-00x", "http://h/val-01x"},
+	} {
+		got, err := ExpandBraces(pattern)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("ExpandBraces(%q) = %v, %v; want %v", pattern, got, err, want)
+		}
+	}
+	for _, bad := range []string{"s-{3..1}.tar", "s-{1..}.tar", "s-{a..b}.tar", "s-{1..2.tar", "s-1..2}.tar", "{{1..2}}", "{0..2000000}"} {
+		if _, err := ExpandBraces(bad); err == nil {
+			t.Errorf("ExpandBraces(%q): no error", bad)
+		}
+	}
+}
+
+func TestWebDatasetLocalPayloads(t *testing.T) {
+	dir := t.TempDir()
+	paths := writeShards(t, dir, 2, 3)
+	// a third shard: a sample without the reference image, one with bad JSON, a directory entry,
+	// a hidden file, and a full sample
+	var extra []entry
+	extra = append(extra, entry{"orphan.png", []byte("PNG")}, entry{"orphan.json", []byte(`{"a": 1}`)})
+	extra = append(extra, entry{"badjson.jpg", []byte("J")}, entry{"badjson.json", []byte(`{"a":`)})
+	extra = append(extra, entry{"._junk.jpg", []byte("x")})
+	extra = append(extra, sampleEntries("last", 99)...)
+	third := filepath.Join(dir, "extra.tar")
+	if err := os.WriteFile(third, tarBytes(t, extra), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pattern := filepath.Join(dir, "shard-{000000..000001}.tar")
+	w := newWDS(t, wdsConfig(map[string]any{"url": []string{pattern, third}, "concurrent_downloads": 1}))
+	if !reflect.DeepEqual(w.Shards(), append(paths, third)) {
+		t.Fatalf("shards %v", w.Shards())
+	}
+	items, err := collect(t, context.Background(), w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"s00/k000", "s00/k001", "s00/k002", "s01/k000", "s01/k001", "s01/k002", "last"}
+	if !reflect.DeepEqual(ids(items), want) {
+		t.Fatalf("ids %v, want %v", ids(items), want)
+	}
+	g := items[4] // s01/k001, global index 4
+	if g.Source != paths[1] || g.Image != "JPEG-s01/k001" {
+		t.Errorf("source/image: %+v", g)
+	}
+	if !reflect.DeepEqual(g.Masks, map[string]string{"mask.png": "MASK-s01/k001"}) ||
+		!reflect.DeepEqual(g.Additional, map[string]string{"png": "PNG-s01/k001"}) ||
+		!reflect.DeepEqual(g.Latents, map[string]string{"latent.npy": "NPY-s01/k001"}) {
+		t.Errorf("payloads: %+v", g)
+	}
+	var attrs map[string]any
+	dec := json.NewDecoder(strings.NewReader(g.Attrs))
+	dec.UseNumber()
+	if err := dec.Decode(&attrs); err != nil {
+		t.Fatal(err)
+	}
+	wantAttrs := map[string]any{
+		"index": json.Number("4"), "score": json.Number("4.5"), "caption": "photo <s01/k001>",
+		"tags": []any{"a", "b"}, "txt": "text of s01/k001", "cls": json.Number("1"),
+	}
+	if !reflect.DeepEqual(attrs, wantAttrs) {
+		t.Errorf("attributes %s", g.Attrs)
+	}
+	if s := w.Skipped(); s[ReasonNoReference] != 1 || s[ReasonMetadata] != 1 || len(s) != 2 {
+		t.Errorf("skipped %v", s)
+	}
+	checkLive(t)
+}
+
+func TestWebDatasetMaskSuffixAndReferenceType(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "s.tar")
+	data := tarBytes(t, []entry{
+		{"a.png", []byte("main")}, {"a.seg.png", []byte("seg")}, {"a.mask.webp", []byte("m")},
+		{"a.jpg", []byte("extra")}, {"a.cls", []byte("dog")},
+	})
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := newWDS(t, wdsConfig(map[string]any{"url": p, "reference_image_type": ".PNG", "mask_suffix": "seg.png"}))
+	items, err := collect(t, context.Background(), w)
+	if err != nil || len(items) != 1 {
+		t.Fatalf("%v %v", items, err)
+	}
+	g := items[0]
+	if g.Image != "main" || !reflect.DeepEqual(g.Masks, map[string]string{"seg.png": "seg", "mask.webp": "m"}) ||
+		!reflect.DeepEqual(g.Additional, map[string]string{"jpg": "extra"}) || g.Attrs != `{"cls":"dog"}` {
+		t.Errorf("%+v", g)
+	}
+	checkLive(t)
+}
+
+func TestWebDatasetRanksDisjointAndComplete(t *testing.T) {
+	dir := t.TempDir()
+	for _, nShards := range []int{5, 2} {
+		sub := filepath.Join(dir, fmt.Sprint(nShards))
+		if err := os.Mkdir(sub, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		paths := writeShards(t, sub, nShards, 7)
+		var all []string
+		for s := 0; s < nShards; s++ {
+			for j := 0; j < 7; j++ {
+				all = append(all, fmt.Sprintf("s%02d/k%03d", s, j))
+			}
+		}
+		for world := 1; world <= 8; world++ {
+			seen := map[string]int{}
+			for rank := 0; rank < world; rank++ {
+				w := newWDS(t, wdsConfig(map[string]any{"url": paths, "rank": rank, "world_size": world, "random_sampling": rank%2 == 1}))
+				items, err := collect(t, context.Background(), w)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, g := range items {
+					seen[g.ID]++
+					if nShards >= world { // by shard: only this rank's shards
+						idx := slices.Index(paths, g.Source)
+						if idx%world != rank {
+							t.Errorf("world %d rank %d got a sample of shard %d", world, rank, idx)
+						}
+					}
+				}
+			}
+			got := make([]string, 0, len(seen))
+			for id, n := range seen {
+				if n != 1 {
+					t.Errorf("shards %d world %d: %s delivered %d times", nShards, world, id, n)
+				}
+				got = append(got, id)
+			}
+			sort.Strings(got)
+			if !reflect.DeepEqual(got, all) {
+				t.Errorf("shards %d world %d: %d samples, want %d", nShards, world, len(got), len(all))
+			}
+		}
+	}
+	// rank and world_size may come from the top level
+	c, err := config.Parse([]byte(`{"source_type": "webdataset", "rank": 1, "world_size": 3, "source_config": {"url": "` +
+		filepath.Join(dir, "5", "shard-{000000..000004}.tar") + `"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	items, err := collect(t, context.Background(), src)
+	if err != nil || len(items) != 14 || !strings.HasPrefix(items[0].ID, "s01/") {
+		t.Errorf("top-level rank: %d items, %v", len(items), err)
+	}
+	checkLive(t)
+}
+
+func TestWebDatasetShuffle(t *testing.T) {
+	dir := t.TempDir()
+	paths := writeShards(t, dir, 6, 10)
+	run := func(sc map[string]any) []string {
+		items, err := collect(t, context.Background(), newWDS(t, wdsConfig(sc)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids(items)
+	}
+	seq := run(map[string]any{"url": paths})
+	a := run(map[string]any{"url": paths, "random_sampling": true, "seed": 42, "shuffle_buffer_size": 16})
+	b := run(map[string]any{"url": paths, "random_sampling": true, "seed": 42, "shuffle_buffer_size": 16})
+	c := run(map[string]any{"url": paths, "random_sampling": true, "seed": 43, "shuffle_buffer_size": 16})
+	u1 := run(map[string]any{"url": paths, "random_sampling": true})
+	u2 := run(map[string]any{"url": paths, "random_sampling": true})
+	if !reflect.DeepEqual(a, b) {
+		t.Error("the same seed gave two orders")
+	}
+	if reflect.DeepEqual(a, c) || reflect.DeepEqual(a, seq) || reflect.DeepEqual(u1, u2) {
+		t.Error("shuffled orders should differ")
+	}
+	for _, order := range [][]string{a, c, u1} {
+		s := slices.Clone(order)
+		sort.Strings(s)
+		if !reflect.DeepEqual(s, seq) { // seq is sorted: shards and keys in order
+			t.Fatal("a shuffle lost or duplicated samples")
+		}
+	}
+	// epochs of one source differ, and are reproducible across sources
+	w1 := newWDS(t, wdsConfig(map[string]any{"url": paths, "random_sampling": true, "seed": 5}))
+	w2 := newWDS(t, wdsConfig(map[string]any{"url": paths, "random_sampling": true, "seed": 5}))
+	e0, _ := collect(t, context.Background(), w1)
+	e1, _ := collect(t, context.Background(), w1)
+	f0, _ := collect(t, context.Background(), w2)
+	f1, _ := collect(t, context.Background(), w2)
+	if reflect.DeepEqual(ids(e0), ids(e1)) || !reflect.DeepEqual(ids(e0), ids(f0)) || !reflect.DeepEqual(ids(e1), ids(f1)) {
+		t.Error("epochs")
+	}
+	checkLive(t)
+}
+
+func TestWebDatasetTruncatedAndCorruptShards(t *testing.T) {
+	dir := t.TempDir()
+	var entries []entry
+	for j := 0; j < 4; j++ {
+		entries = append(entries, sampleEntries(fmt.Sprintf("t/k%d", j), j)...)
+	}
+	full := tarBytes(t, entries)
+	// cut in the middle of the third sample's jpg content
+	third := bytes.Index(full, []byte("JPEG-t/k2"))
+	cases := map[string][]byte{
+		"mid-entry.tar":  full[:third+3],
+		"at-header.tar":  full[:third-512], // exactly before the header of t/k2.jpg
+		"garbage.tar":    append(slices.Clone(full[:third-512]), bytes.Repeat([]byte{0x7f}, 2048)...),
+		"not-a-tar.tar":  []byte("hello, this is not a tar file at all"),
+		"zero-bytes.tar": {},
+	}
+	wantIDs := map[string][]string{
+		"mid-entry.tar":  {"t/k0", "t/k1"},
+		"at-header.tar":  {"t/k0", "t/k1"},
+		"garbage.tar":    {"t/k0", "t/k1"},
+		"not-a-tar.tar":  nil,
+		"zero-bytes.tar": nil,
+	}
+	wantTruncated := map[string]int64{"mid-entry.tar": 1, "at-header.tar": 0, "garbage.tar": 1, "not-a-tar.tar": 1}
+	good := writeShards(t, dir, 1, 2)[0]
+	for name, data := range cases {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		w := newWDS(t, wdsConfig(map[string]any{"url": []string{p, good}, "concurrent_downloads": 1}))
+		items, err := collect(t, context.Background(), w)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		want := append(slices.Clone(wantIDs[name]), "s00/k000", "s00/k001")
+		if !reflect.DeepEqual(ids(items), want) {
+			t.Errorf("%s: ids %v, want %v", name, ids(items), want)
+		}
+		if got := w.Skipped()[ReasonTruncated]; got != wantTruncated[name] {
+			t.Errorf("%s: %d truncated shards counted, want %d", name, got, wantTruncated[name])
+		}
+	}
+	checkLive(t)
+}
+
+func TestWebDatasetEntryTooLarge(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "s.tar")
+	data := tarBytes(t, []entry{
+		{"a.jpg", []byte("small")}, {"b.jpg", bytes.Repeat([]byte("x"), 5000)}, {"b.txt", []byte("t")}, {"c.jpg", []byte("ok")},
+	})
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(map[string]any{"source_type": "webdataset", "max_file_bytes": 1000, "source_config": map[string]any{"url": p}})
+	w := newWDS(t, string(b))
+	items, err := collect(t, context.Background(), w)
+	if err != nil || !reflect.DeepEqual(ids(items), []string{"a", "c"}) || w.Skipped()[ReasonTooLarge] != 1 {
+		t.Errorf("%v %v %v", ids(items), err, w.Skipped())
+	}
+	checkLive(t)
+}
+
+func TestWebDatasetConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	paths := writeShards(t, dir, 1, 1)
+	for _, tc := range []struct {
+		sc   map[string]any
+		want string
+	}{
+		{map[string]any{"url": paths[0], "shuffle": true}, "ValueError: unknown config key source_config.shuffle"},
+		{map[string]any{}, "ValueError: config key source_config.url is required"},
+		{map[string]any{"url": 3}, "ValueError: config key source_config.url must be a string or a list"},
+		{map[string]any{"url": []string{}}, "ValueError"},
+		{map[string]any{"url": filepath.Join(dir, "nope.tar")}, "FileNotFoundError"},
+		{map[string]any{"url": dir}, "ValueError"},
+		{map[string]any{"url": "s-{3..1}.tar"}, "ValueError: config key source_config.url: empty range"},
+		{map[string]any{"url": "http://"}, "ValueError"},
+		{map[string]any{"url": paths[0], "rank": 2, "world_size": 2}, "ValueError: config key source_config.rank"},
+		{map[string]any{"url": paths[0], "concurrent_downloads": -1}, "ValueError"},
+		{map[string]any{"url": paths[0], "shuffle_buffer_size": -1}, "ValueError"},
+	} {
+		c, err := config.Parse([]byte(wdsConfig(tc.sc)))
+		if err == nil {
+			_, err = New(c)
+		}
+		if err == nil || !strings.HasPrefix(config.Describe(err), tc.want) {
+			t.Errorf("%v: error %v, want %q", tc.sc, err, tc.want)
+		}
+	}
+	c, _ := config.Parse([]byte(`{"source_type": "webdataset", "http_read_timeout": -1, "source_config": {"url": "http://127.0.0.1:1/a.tar"}}`))
+	if _, err := New(c); err == nil || !strings.Contains(err.Error(), "http_read_timeout") {
+		t.Errorf("invalid HTTP setting: %v", err)
+	}
+}
+
+// shardServer serves dir over HTTP (127.0.0.1) with Range support, an access log and faults.
+type shardServer struct {
+	*httptest.Server
+	mu     sync.Mutex
+	log    []*http.Request
+	fault  func(w http.ResponseWriter, r *http.Request, n int) bool // true: handled
+	counts map[string]int
+	closed chan struct{}
+}
+
+func newShardServer(t *testing.T, dir string) *shardServer {
+	s := &shardServer{counts: map[string]int{}, closed: make(chan struct{})}
+	files := http.FileServer(http.Dir(dir))
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.log = append(s.log, r.Clone(context.Background()))
+		s.counts[r.URL.Path]++
+		n := s.counts[r.URL.Path]
+		fault := s.fault
+		s.mu.Unlock()
+		if fault != nil && fault(w, r, n) {
+			return
+		}
+		files.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() {
+		close(s.closed)
+		s.Close()
+	})
+	return s
+}
+
+func (s *shardServer) requests() []*http.Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.log)
+}
+
+func httpConfig(sc map[string]any) string {
+	b, _ := json.Marshal(map[string]any{
+		"source_type": "webdataset", "source_config": sc,
+		"http_retry_backoff": 0.01, "http_read_timeout": 0.5, "http_max_retries": 2,
+	})
+	return string(b)
+}
+
+func TestWebDatasetHTTPMatchesLocal(t *testing.T) {
+	dir := t.TempDir()
+	paths := writeShards(t, dir, 4, 5)
+	srv := newShardServer(t, dir)
+	local, err := collect(t, context.Background(), newWDS(t, wdsConfig(map[string]any{"url": paths})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWDS(t, httpConfig(map[string]any{"url": srv.URL + "/shard-{000000..000003}.tar", "auth_token": "secret"}))
+	remote, err := collect(t, context.Background(), w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(local) != 20 || len(remote) != 20 {
+		t.Fatalf("%d local, %d remote samples", len(local), len(remote))
+	}
+	for i := range local {
+		l, r := local[i], remote[i]
+		if r.Source != srv.URL+"/"+filepath.Base(l.Source) {
+			t.Errorf("source %q", r.Source)
+		}
+		l.Source, r.Source = "", ""
+		if !reflect.DeepEqual(l, r) {
+			t.Errorf("sample %d differs:\n local %+v\nremote %+v", i, l, r)
+		}
+	}
+	for _, r := range srv.requests() {
+		if r.Header.Get("Authorization") != "Bearer secret" {
+			t.Errorf("request without the bearer token: %v", r.Header)
+		}
+	}
+	checkLive(t)
+}
+
+func TestWebDatasetHTTP404FailsTheRunWithTheURL(t *testing.T) {
+	dir := t.TempDir()
+	writeShards(t, dir, 2, 3)
+	srv := newShardServer(t, dir)
+	missing := srv.URL + "/shard-000002.tar"
+	w := newWDS(t, httpConfig(map[string]any{"url": srv.URL + "/shard-{000000..000002}.tar", "concurrent_downloads": 1}))
+	items, err := collect(t, context.Background(), w)
+	if err == nil {
+		t.Fatal("no error for a missing shard")
+	}
+	desc := config.Describe(err)
+	if !strings.HasPrefix(desc, "FileNotFoundError:") || !strings.Contains(desc, missing) || !strings.Contains(desc, "404") {
+		t.Errorf("error %q", desc)
+	}
+	if len(items) != 6 {
+		t.Errorf("%d samples before the error, want the 6 of the good shards", len(items))
+	}
+	checkLive(t)
+}
+
+func TestWebDatasetHTTPResumesACutShard(t *testing.T) {
+	dir := t.TempDir()
+	paths := writeShards(t, dir, 2, 6)
+	data, _ := os.ReadFile(paths[0])
+	cut := len(data) / 2
+	srv := newShardServer(t, dir)
+	srv.fault = func(w http.ResponseWriter, r *http.Request, n int) bool {
+		if r.URL.Path != "/shard-000000.tar" || n > 1 {
+			return false
+		}
+		w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+		w.Header().Set("Last-Modified", time.Now().UTC().Format(http.TimeFormat))
+		_, _ = w.Write(data[:cut])
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	}
+	w := newWDS(t, httpConfig(map[string]any{"url": []string{srv.URL + "/shard-000000.tar", srv.URL + "/shard-000001.tar"}}))
+	items, err := collect(t, context.Background(), w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := ids(items)
+	sort.Strings(got)
+	if len(got) != 12 || len(slices.Compact(slices.Clone(got))) != 12 {
+		t.Fatalf("ids %v: want 12 distinct samples", got)
+	}
+	var ranges []string
+	for _, r := range srv.requests() {
+		if r.URL.Path == "/shard-000000.tar" {
+			ranges = append(ranges, r.Header.Get("Range"))
+		}
+	}
+	if !reflect.DeepEqual(ranges, []string{"", fmt.Sprintf("bytes=%d-", cut)}) {
+		t.Errorf("requests of the cut shard: %q", ranges)
+	}
+	checkLive(t)
+}
+
+func TestWebDatasetHTTPCutWithoutRangeFailsClearly(t *testing.T) {
+	dir := t.TempDir()
+	paths := writeShards(t, dir, 1, 6)
+	data, _ := os.ReadFile(paths[0])
+	srv := newShardServer(t, dir)
+	srv.fault = func(w http.ResponseWriter, r *http.Request, n int) bool {
+		w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+		if n > 1 { // no Range support: the whole file again
+			_, _ = w.Write(data)
+			return true
+		}
+		_, _ = w.Write(data[:len(data)/2])
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	}
+	url := srv.URL + "/shard-000000.tar"
+	items, err := collect(t, context.Background(), newWDS(t, httpConfig(map[string]any{"url": url})))
+	desc := config.Describe(err)
+	if err == nil || !strings.HasPrefix(desc, "OSError:") || !strings.Contains(desc, url) || !strings.Contains(desc, "cannot resume") {
+		t.Fatalf("error %q", desc)
+	}
+	if n := len(items); n == 0 || n >= 6 || len(slices.Compact(ids(items))) != n {
+		t.Errorf("%d samples before the failure (want some, none twice)", n)
+	}
+	checkLive(t)
+}
+
+func TestWebDatasetCancelStopsAStalledShard(t *testing.T) {
+	dir := t.TempDir()
+	paths := writeShards(t, dir, 3, 4)
+	data, _ := os.ReadFile(paths[0])
+	srv := newShardServer(t, dir)
+	srv.fault = func(w http.ResponseWriter, r *http.Request, n int) bool {
+		if r.URL.Path != "/shard-000000.tar" {
+			return false
+		}
+		w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+		_, _ = w.Write(data[:len(data)/3])
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-srv.closed:
+		}
+		return true
+	}
+	b, _ := json.Marshal(map[string]any{"source_type": "webdataset", "http_read_timeout": 60,
+		"source_config": map[string]any{"url": srv.URL + "/shard-{000000..000002}.tar"}})
+	w := newWDS(t, string(b))
+	ctx, cancel := context.WithCancel(context.Background())
+	out := make(chan *Item) // unbuffered, never read: readers block on their queues
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx, out) }()
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Run returned %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("cancel took %v", d)
+	}
+	checkLive(t)
+}
+
+func TestWebDatasetHTTPStallTimesOut(t *testing.T) {
+	dir := t.TempDir()
+	paths := writeShards(t, dir, 1, 4)
+	data, _ := os.ReadFile(paths[0])
+	srv := newShardServer(t, dir)
+	var stalls atomic.Int64
+	srv.fault = func(w http.ResponseWriter, r *http.Request, n int) bool {
+		stalls.Add(1)
+		w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+		_, _ = w.Write(data[:1024])
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-srv.closed:
+		}
+		return true
+	}
+	start := time.Now()
+	_, err := collect(t, context.Background(), newWDS(t, httpConfig(map[string]any{"url": srv.URL + "/shard-000000.tar"})))
+	if err == nil || !strings.Contains(err.Error(), "stalled") || !strings.Contains(err.Error(), srv.URL) {
+		t.Fatalf("error %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v", d)
+	}
+	checkLive(t)
+}

@@ -11,12 +11,13 @@ import threading
 import time
 from pathlib import Path
 
-import datago
 import numpy as np
 import pytest
+from PIL import Image, ImageOps
+
+import datago
 from conftest import file_config, huge_png_header
 from datago import _lib
-from PIL import Image, ImageOps
 
 
 def buckets(size: int = 256, ratio: int = 16, lo: float = 0.5, hi: float = 2.0) -> list[tuple]:

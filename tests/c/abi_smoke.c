@@ -1,0 +1,66 @@
+/* Embeds libdatago.so from C through the hand-written header only: streams a folder, checks every
+ * sample, frees it, and prints "ok <n> samples". Built and run by tests/test_c_abi.py. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "datago.h"
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s ROOT\n", argv[0]);
+        return 2;
+    }
+    char *err = NULL;
+    uint64_t bad = datago_client_new("{\"source_type\": \"file\", \"nope\": 1}", &err);
+    if (bad != 0 || err == NULL || strncmp(err, "ValueError: ", 12) != 0 || !strstr(err, "nope")) {
+        fprintf(stderr, "bad config not reported: %s\n", err ? err : "(null)");
+        return 1;
+    }
+    datago_free_string(err);
+    err = NULL;
+
+    char config[4096];
+    snprintf(config, sizeof config,
+             "{\"source_type\": \"file\", \"source_config\": {\"root_path\": \"%s\"},"
+             " \"image_config\": {\"crop_and_resize\": true, \"default_image_size\": 256}}",
+             argv[1]);
+    uint64_t client = datago_client_new(config, &err);
+    if (client == 0) {
+        fprintf(stderr, "new: %s\n", err);
+        return 1;
+    }
+    int n = 0;
+    for (;;) {
+        datago_sample *s = NULL;
+        int32_t rc = datago_client_get_sample(client, 30.0, &s, &err);
+        if (rc == DATAGO_END) break;
+        if (rc != DATAGO_SAMPLE) {
+            fprintf(stderr, "get_sample: %d %s\n", rc, err ? err : "");
+            return 1;
+        }
+        const datago_image *im = &s->image;
+        if (im->data == NULL || im->width % 16 || im->height % 16 || im->channels != 3 ||
+            im->pixel_stride != 4 || im->len != (size_t)im->width * im->height * 4 ||
+            strcmp(s->source, "filesystem") != 0 || s->id[0] == '\0') {
+            fprintf(stderr, "bad sample %s\n", s->id);
+            return 1;
+        }
+        datago_sample_free(s);
+        n++;
+    }
+    char *stats = datago_client_stats(client);
+    if (strstr(stats, "\"samples_produced\"") == NULL) {
+        fprintf(stderr, "stats: %s\n", stats);
+        return 1;
+    }
+    datago_free_string(stats);
+    datago_client_stop(client);
+    datago_client_free(client);
+    if (datago_live_samples() != 0) {
+        fprintf(stderr, "%lld samples leaked\n", (long long)datago_live_samples());
+        return 1;
+    }
+    printf("ok %d samples, version %s\n", n, datago_version());
+    return 0;
+}

@@ -1,0 +1,448 @@
+"""End-to-end tests of the engine's Python API on real photos, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import http.server
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from datago.engine import Field, Query, datasets, datasources
+from datago.engine.datasource import Datasource
+from datago.engine.db import Engine, datapoints, fields, metadata_values
+from datago.engine.executor import PageSpec, fetch_page
+from datago.engine.query import SqlContext, compile_query
+from PIL import Image
+
+UTC = dt.timezone.utc
+
+# Metadata of the photo folder (see conftest.photo_template); notes.txt gets none.
+META: dict[str, dict[str, Any]] = {
+    "Aqua.jpg": {"label": "water", "score": 0.9, "votes": 10, "caption": "blue water drops", "flagged": False},
+    "Blinds.jpg": {"label": "indoor", "score": 0.4, "votes": 3, "caption": "window blinds"},
+    "Dune.jpg": {"label": "desert", "score": 0.7, "votes": 7, "caption": "sand dune at dusk", "flagged": True},
+    "FreshFlower.jpg": {"label": "flower", "score": 0.8, "votes": 12, "caption": "a fresh flower"},
+    "sub/GreenMeadow.jpg": {"label": "field", "score": 0.5, "votes": 5},
+    "sub/Storm.jpg": {"label": "sky", "votes": 1, "caption": "storm clouds"},
+    "png/Aqua.png": {"label": "water", "score": 0.2, "votes": 0, "flagged": False},
+    "png/Storm.png": {"score": 0.1},
+}
+TAKEN = {
+    "Aqua.jpg": dt.datetime(2021, 5, 1, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+    "Dune.jpg": dt.datetime(2019, 1, 1, 8, 30, tzinfo=UTC),
+}
+ALL = sorted([*META, "notes.txt"])
+
+
+def paths(view: Datasource) -> list[str]:
+    """Sorted paths of a view's results, checked against its count."""
+    result = view.all()
+    got = sorted(d.path for d in result)
+    assert view.count() == len(got)
+    return got
+
+
+def expect(pred: Callable[[dict[str, Any]], bool]) -> list[str]:
+    return sorted(p for p in ALL if pred(META.get(p, {})))
+
+
+def make_source(engine: Engine, root: Path, name: str = "photos") -> Datasource:
+    return datasources.get_or_create(name, root, db_url=engine, progress=False)
+
+
+def with_metadata(engine: Engine, root: Path) -> Datasource:
+    """Scan, then upload label/score/votes from a DataFrame and caption/flagged/taken in a
+    metadata context."""
+    ds = make_source(engine, root)
+    rows = [
+        {"path": p, "label": m.get("label"), "score": m.get("score"), "votes": m.get("votes")} for p, m in META.items()
+    ]
+    df = pd.DataFrame(rows)
+    df["votes"] = df["votes"].astype("Int64")
+    ds.upload_metadata_from_dataframe(df, path_column="path")
+    with ds.metadata_context() as ctx:
+        for p, m in META.items():
+            extra = {k: m[k] for k in ("caption", "flagged") if k in m}
+            if extra:
+                ctx.update_metadata(p, extra)
+        for p, when in TAKEN.items():
+            ctx.update_metadata([p], {"taken": when})
+    return ds
+
+
+def count_rows(engine: Engine, table: sa.Table) -> int:
+    with engine.read() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+
+
+def test_scan_reads_headers_and_rescans(engine: Engine, photo_root: Path, files_of: Callable) -> None:
+    ds = make_source(engine, photo_root)
+    files = files_of(photo_root)
+    result = ds.all()
+    assert sorted(d.path for d in result) == sorted(files) == ALL
+    for d in result:
+        f = files[d.path]
+        assert d.size == f.stat().st_size
+        if f.suffix == ".txt":
+            assert (d.width, d.height, d.format) == (None, None, None)
+        else:
+            with Image.open(f) as im:
+                assert (d.width, d.height, d.format) == (im.width, im.height, im.format)
+        assert d.created_at.tzinfo is not None
+    assert {d.path: d.format for d in result}["png/Aqua.png"] == "PNG"
+    assert ds.scan(progress=False) == 0
+    (photo_root / "sub" / "deeper").mkdir()
+    (photo_root / "sub" / "deeper" / "copy.jpg").write_bytes((photo_root / "Dune.jpg").read_bytes())
+    (photo_root / ".hidden.jpg").write_bytes(b"x")
+    assert ds.scan(progress=False) == 1
+    new = ds[ds["path"] == "sub/deeper/copy.jpg"].all()
+    assert len(new) == 1 and (new[0].width, new[0].height) == (1680, 1050)
+    assert ds.count() == len(ALL) + 1
+    # get_or_create on an existing name returns it; another root is refused
+    assert datasources.get_or_create("photos", photo_root, db_url=engine, scan=False).id == ds.id
+    with pytest.raises(ValueError, match="exists with root"):
+        datasources.get_or_create("photos", photo_root / "sub", db_url=engine, scan=False)
+    assert [d.name for d in datasources.get_datasources(engine)] == ["photos"]
+    assert datasources.get_datasource("photos", engine).root == str(photo_root.resolve())
+    with pytest.raises(KeyError):
+        datasources.get_datasource("nope", engine)
+
+
+def test_metadata_queries(engine: Engine, photo_root: Path) -> None:
+    ds = with_metadata(engine, photo_root)
+    assert ds.fields == {
+        "caption": "str",
+        "flagged": "bool",
+        "label": "str",
+        "score": "float",
+        "taken": "datetime",
+        "votes": "int",
+    }
+    assert paths(ds[(ds["label"] == "water") & (ds["score"] > 0.5)]) == ["Aqua.jpg"]
+    assert paths((ds["label"] == "desert") | (ds["votes"] >= 10)) == expect(
+        lambda m: m.get("label") == "desert" or m.get("votes", -1) >= 10
+    )
+    assert paths(~(ds["label"] == "water")) == expect(lambda m: m.get("label") != "water")
+    assert paths(ds["caption"].contains("water")) == ["Aqua.jpg"]
+    assert paths(ds["caption"].contains("Water")) == []  # case-sensitive on every backend
+    assert paths(ds["score"].is_null()) == expect(lambda m: "score" not in m)
+    assert paths(ds["label"].is_not_null()) == expect(lambda m: "label" in m)
+    assert paths(ds["flagged"] == False) == expect(lambda m: m.get("flagged") is False)  # noqa: E712
+    assert paths(ds["flagged"] != True) == expect(lambda m: m.get("flagged") is False)  # noqa: E712
+    assert paths(ds["votes"] != 10) == expect(lambda m: "votes" in m and m["votes"] != 10)
+    assert paths(ds["score"] <= 0.5) == expect(lambda m: m.get("score", 9) <= 0.5)
+    assert paths(ds["score"] < 1) == expect(lambda m: "score" in m)  # an int compares with floats
+    narrowed = ds[(ds["score"] >= 0.5) | ds["caption"].contains("storm")][ds["votes"] < 10]
+    assert paths(narrowed) == ["Dune.jpg", "sub/GreenMeadow.jpg", "sub/Storm.jpg"]
+    assert paths(ds[~(ds["score"].is_null() | (ds["label"] == "water"))]) == expect(
+        lambda m: "score" in m and m.get("label") != "water"
+    )
+    assert paths(ds[Field("label") == "water"][Field("votes") > 5]) == ["Aqua.jpg"]
+    assert paths(ds["taken"] > dt.datetime(2020, 1, 1, tzinfo=UTC)) == ["Aqua.jpg"]
+    assert paths(ds["taken"] == dt.datetime(2021, 5, 1, 10, 0)) == ["Aqua.jpg"]  # naive = UTC
+    # builtin fields
+    assert paths(ds["format"] == "PNG") == ["png/Aqua.png", "png/Storm.png"]
+    assert paths(ds["format"].is_null()) == ["notes.txt"]
+    assert paths(ds["width"] >= 2560) == ["Aqua.jpg"]
+    assert paths(ds["path"].contains("sub/")) == ["sub/GreenMeadow.jpg", "sub/Storm.jpg"]
+    assert paths((ds["short_edge"] < 100) & (ds["pixel_count"] >= 64 * 40)) == ["png/Aqua.png"]
+    # values and types come back as written
+    by_path = {d.path: d for d in ds.all()}
+    assert by_path["Aqua.jpg"].metadata == {**META["Aqua.jpg"], "taken": TAKEN["Aqua.jpg"]}
+    assert by_path["Aqua.jpg"].metadata["taken"].tzinfo is not None
+    assert by_path["notes.txt"].metadata == {}
+    assert isinstance(by_path["Aqua.jpg"].metadata["votes"], int)
+    # select and head
+    assert {k for d in ds.select("label").all() for k in d.metadata} == {"label"}
+    head = ds.head(3)
+    assert len(head) == 3 and [d.datapoint_id for d in head] == sorted(d.datapoint_id for d in ds.all())[:3]
+    # dataframe
+    df = ds[ds["label"] == "water"].all().dataframe
+    assert sorted(df["path"]) == ["Aqua.jpg", "png/Aqua.png"]
+    assert {"path", "datapoint_id", "size", "width", "height", "format", "label", "score", "votes"} <= set(df.columns)
+    assert sorted(df["votes"].tolist()) == [0, 10]
+
+
+def test_type_mismatch_rejected_and_nothing_written(engine: Engine, photo_root: Path) -> None:
+    ds = make_source(engine, photo_root)
+    ds.update_metadata("Aqua.jpg", {"score": 0.5, "label": "a"})
+    before = count_rows(engine, metadata_values)
+    with pytest.raises(TypeError) as err:
+        with ds.metadata_context() as ctx:
+            ctx.update_metadata("Blinds.jpg", {"score": 0.3, "newfield": 1})
+            ctx.update_metadata("Dune.jpg", {"score": "high"})
+    assert "'score'" in str(err.value) and "Dune.jpg" in str(err.value)
+    assert count_rows(engine, metadata_values) == before
+    assert "newfield" not in ds.fields
+    assert paths(ds["score"].is_not_null()) == ["Aqua.jpg"]
+    # a DataFrame with a wrong type: nothing of it is written
+    df = pd.DataFrame({"path": ["Blinds.jpg", "Dune.jpg"], "extra": [1.0, 2.0], "label": ["ok", 5]})
+    with pytest.raises(TypeError, match=r"'label'.*Dune.jpg"):
+        ds.upload_metadata_from_dataframe(df)
+    assert count_rows(engine, metadata_values) == before and "extra" not in ds.fields
+    # a new field's type is fixed by its first value, also within one batch
+    with pytest.raises(TypeError, match="'mixed'"):
+        ds.upload_metadata_from_dataframe(pd.DataFrame({"path": ["Aqua.jpg", "Blinds.jpg"], "mixed": [1, "x"]}))
+    with pytest.raises(TypeError, match="'score'"):
+        ds.update_metadata("Blinds.jpg", {"score": True})
+    ds.update_metadata("Blinds.jpg", {"score": 2})  # int widens into a float field
+    assert ds[ds["path"] == "Blinds.jpg"].all()[0].metadata["score"] == 2.0
+    ds.update_metadata("Blinds.jpg", {"count": 2})
+    with pytest.raises(TypeError, match=r"'count'.*Dune.jpg"):
+        ds.update_metadata("Dune.jpg", {"count": 2.5})
+    with pytest.raises(TypeError, match="unsupported"):
+        ds.update_metadata("Dune.jpg", {"listy": [1, 2]})
+    with pytest.raises(ValueError, match="reserved"):
+        ds.update_metadata("Dune.jpg", {"width": 3})
+    assert ds.fields == {"count": "int", "label": "str", "score": "float"}
+
+
+def test_failing_block_or_unknown_path_writes_nothing(engine: Engine, photo_root: Path) -> None:
+    ds = make_source(engine, photo_root)
+    with pytest.raises(RuntimeError, match="boom"):
+        with ds.metadata_context() as ctx:
+            ctx.update_metadata("Aqua.jpg", {"label": "x"})
+            raise RuntimeError("boom")
+    assert count_rows(engine, metadata_values) == 0 and ds.fields == {}
+    with pytest.raises(KeyError, match=r"missing.jpg"):
+        with ds.metadata_context() as ctx:
+            ctx.update_metadata("Aqua.jpg", {"label": "x"})
+            ctx.update_metadata("missing.jpg", {"label": "y"})
+    assert count_rows(engine, metadata_values) == 0 and ds.fields == {}
+    with ds.metadata_context() as ctx:
+        ctx.update_metadata("Aqua.jpg", {"label": "x"})
+        assert count_rows(engine, metadata_values) == 0  # not before the block exits
+    assert count_rows(engine, metadata_values) == 1 and ctx.written == 1
+
+
+def test_as_of_time_travel(engine: Engine, photo_root: Path) -> None:
+    ds = make_source(engine, photo_root)
+    ds.update_metadata(["Aqua.jpg", "Dune.jpg"], {"label": "v1", "score": 1.0})
+    time.sleep(0.005)
+    t1 = time.time()
+    t1_dt = dt.datetime.now(UTC)
+    time.sleep(0.005)
+    ds.update_metadata("Aqua.jpg", {"label": "v2"})
+    ds.update_metadata("Aqua.jpg", {"score": None})
+    ds.update_metadata("Dune.jpg", {"label": "v1"})  # unchanged: no new version
+    ds.add_datapoints([{"path": "late.jpg"}])
+    ds.update_metadata("late.jpg", {"label": "v1"})
+
+    assert paths(ds["label"] == "v1") == ["Dune.jpg", "late.jpg"]
+    for when in (t1, t1_dt):
+        old = ds.as_of(when)
+        assert paths(old[old["label"] == "v1"]) == ["Aqua.jpg", "Dune.jpg"]
+        assert paths(old[old["label"] == "v2"]) == []
+        aqua = old[old["path"] == "Aqua.jpg"].all()[0]
+        assert aqua.metadata == {"label": "v1", "score": 1.0}
+        assert "late.jpg" not in [d.path for d in old.all()]
+        assert old.count() == len(ALL)
+    assert paths(ds.as_of(t1 - 3600)) == []
+    now = ds[ds["path"] == "Aqua.jpg"].all()[0]
+    assert now.metadata == {"label": "v2"}
+    # history rows are kept: Aqua label v1->v2, score 1.0->None, Dune and late unchanged
+    with engine.read() as conn:
+        closed = conn.execute(
+            sa.select(sa.func.count()).select_from(metadata_values).where(metadata_values.c.valid_to.is_not(None))
+        ).scalar_one()
+    assert closed == 2
+    assert count_rows(engine, metadata_values) == 6
+
+
+def test_saved_dataset_reevaluates(engine: Engine, photo_root: Path) -> None:
+    ds = with_metadata(engine, photo_root)
+    ds[(ds["score"] > 0.6) | (ds["label"] == "sky")].save_dataset("good")
+    good = datasets.get_dataset("good", db_url=engine)
+    assert paths(good) == ["Aqua.jpg", "Dune.jpg", "FreshFlower.jpg", "sub/Storm.jpg"]
+    ds.update_metadata("Blinds.jpg", {"score": 0.99})
+    ds.update_metadata("Aqua.jpg", {"score": 0.1})
+    ds.add_datapoints([{"path": "new.jpg"}])
+    ds.update_metadata("new.jpg", {"label": "sky"})
+    again = datasets.get_dataset("good", db_url=engine)
+    assert paths(again) == ["Blinds.jpg", "Dune.jpg", "FreshFlower.jpg", "new.jpg", "sub/Storm.jpg"]
+    with pytest.raises(ValueError, match="exists"):
+        ds[ds["votes"] > 0].save_dataset("good")
+    ds[ds["votes"] > 10].select("votes").save_dataset("good", overwrite=True)
+    replaced = datasets.get_dataset("good", db_url=engine)
+    assert paths(replaced) == ["FreshFlower.jpg"]
+    assert replaced.all()[0].metadata == {"votes": 12}
+    assert list(datasets.get_datasets(engine)) == ["good"]
+    datasets.delete_dataset("good", engine)
+    with pytest.raises(KeyError):
+        datasets.get_dataset("good", db_url=engine)
+
+
+def test_blobs_content_addressed(engine: Engine, photo_root: Path) -> None:
+    ds = make_source(engine, photo_root)
+    png = (photo_root / "png" / "Aqua.png").read_bytes()
+    raw = b"\x00\x01\x02binary\xff"
+    ds.update_metadata("Aqua.jpg", {"thumb": png})
+    ds.update_metadata(["Blinds.jpg", "Dune.jpg"], {"thumb": raw})
+    assert ds.fields["thumb"] == "bytes"
+    res = ds[ds["thumb"].is_not_null()].all()
+    by_path = {d.path: d for d in res}
+    assert sorted(by_path) == ["Aqua.jpg", "Blinds.jpg", "Dune.jpg"]
+    assert by_path["Aqua.jpg"].metadata["thumb"] == hashlib.sha256(png).hexdigest()
+    assert by_path["Aqua.jpg"].get_blob("thumb") == png
+    assert by_path["Aqua.jpg"].metadata["thumb"] == png  # loaded into memory
+    blob_files = sorted(p for p in engine.blobs.directory.rglob("*") if p.is_file())
+    assert len(blob_files) == 2  # content-addressed: the shared value is stored once
+    assert engine.blobs.path_for(hashlib.sha256(raw).hexdigest()).read_bytes() == raw
+    again = ds[ds["thumb"] == raw].all()
+    assert sorted(again.paths) == ["Blinds.jpg", "Dune.jpg"]
+    again.get_blob_fields("thumb")
+    assert all(d.metadata["thumb"] == raw for d in again)
+    ds.update_metadata("Aqua.jpg", {"label": "x"})
+    with pytest.raises(TypeError, match="not a blob"):
+        ds[ds["path"] == "Aqua.jpg"].all()[0].get_blob("label")
+    with pytest.raises(KeyError):
+        ds[ds["path"] == "notes.txt"].all()[0].get_blob("thumb")
+
+
+def test_download_files_local(engine: Engine, photo_root: Path, tmp_path: Path) -> None:
+    ds = make_source(engine, photo_root)
+    res = ds[ds["format"] == "JPEG"].all()
+    out = res.download_files(tmp_path / "out", progress=False)
+    assert [p.relative_to(tmp_path / "out").as_posix() for p in out] == res.paths
+    for d, p in zip(res, out, strict=True):
+        assert p.read_bytes() == (photo_root / d.path).read_bytes()
+        assert d.local_path == (photo_root / d.path).resolve()
+        assert d.read() == p.read_bytes()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def http_root(photo_root: Path) -> Iterator[str]:
+    """The photo folder served by http.server on 127.0.0.1 (HTML directory listings)."""
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(photo_root))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_http_root_scan_and_download(
+    engine: Engine, photo_root: Path, http_root: str, tmp_path: Path, files_of: Callable
+) -> None:
+    ds = datasources.get_or_create("web", http_root, db_url=engine, progress=False)
+    files = files_of(photo_root)
+    res = ds.all()
+    assert sorted(res.paths) == sorted(files)
+    for d in res:
+        assert d.size == files[d.path].stat().st_size
+        if d.path != "notes.txt":
+            with Image.open(files[d.path]) as im:
+                assert (d.width, d.height, d.format) == (im.width, im.height, im.format)
+        assert d.url == http_root + d.path
+    out = ds[ds["format"] == "PNG"].all().download_files(tmp_path / "dl", progress=False)
+    assert sorted(p.relative_to(tmp_path / "dl").as_posix() for p in out) == ["png/Aqua.png", "png/Storm.png"]
+    assert all(p.read_bytes() == files[p.relative_to(tmp_path / "dl").as_posix()].read_bytes() for p in out)
+    (photo_root / "sub" / "more.png").write_bytes(files["png/Storm.png"].read_bytes())
+    assert ds.scan(progress=False) == 1
+
+
+def test_keyset_paging_stable_while_inserting(engine: Engine, photo_root: Path) -> None:
+    ds = make_source(engine, photo_root)
+    originals = [f"p{i:04d}.jpg" for i in range(230)]
+    ds.add_datapoints({"path": p, "size": i} for i, p in enumerate(originals))
+    ds.update_metadata(originals[::2], {"even": True})
+    for query, want in ((None, ALL + originals), (Field("even") == True, originals[::2])):  # noqa: E712
+        seen: list[str] = []
+        cursor = None
+        pages = 0
+        while True:
+            recs, cursor = fetch_page(engine, PageSpec(source_ids=[ds.id], query=query, limit=37, cursor=cursor))
+            seen += [r.path for r in recs]
+            pages += 1
+            # rows inserted (and metadata written) between pages never shift the paging
+            batch = [f"new-{pages}-{len(seen)}-{j}.jpg" for j in range(5)]
+            ds.add_datapoints({"path": p} for p in batch)
+            ds.update_metadata(batch, {"even": True})
+            if cursor is None:
+                break
+        assert len(seen) == len(set(seen))
+        assert [p for p in seen if not p.startswith("new-")] == want  # id order, each exactly once
+    pages_iter = list(ds[ds["size"] < 10].pages(page_size=4))
+    assert [len(p) for p in pages_iter][:2] == [4, 4]
+    assert sum(len(p) for p in pages_iter) == ds[ds["size"] < 10].count()
+
+
+def test_injection_changes_nothing(engine: Engine, photo_root: Path) -> None:
+    ds = make_source(engine, photo_root)
+    evil_field = "x'); DROP TABLE datapoints; --"
+    evil_value = "' OR '1'='1"
+    ds.update_metadata("Aqua.jpg", {evil_field: evil_value, "label": "a"})
+    ds.update_metadata("Blinds.jpg", {"label": "b", 'q"uote': "%_"})
+    n_dp = count_rows(engine, datapoints)
+    assert paths(ds[evil_field] == evil_value) == ["Aqua.jpg"]
+    assert paths(ds["label"] == evil_value) == []
+    assert paths(ds["label' OR '1'='1"] == "a") == []
+    assert paths(ds['label" OR 1=1 --'].is_not_null()) == []
+    assert len(paths(ds[evil_field].is_null())) == len(ALL) - 1
+    assert paths(ds["label"].contains("%")) == [] and paths(ds["label"].contains("_")) == []
+    assert paths(ds['q"uote'].contains("%_")) == ["Blinds.jpg"]
+    assert paths(ds["path"] == "x' OR 1=1 --") == []
+    assert count_rows(engine, datapoints) == n_dp
+    assert ds.fields[evil_field] == "str"
+    # field names and values are bound parameters, never SQL text
+    q = (Field(evil_field) == evil_value) | Field("label").contains("%")
+    compiled = sa.select(datapoints.c.id).where(compile_query(q, SqlContext(datapoints, engine.dialect)))
+    text = str(compiled.compile(dialect=engine.sa.dialect))
+    assert evil_field not in text and evil_value not in text and "DROP" not in text
+    assert evil_field in compiled.compile(dialect=engine.sa.dialect).params.values()
+    with engine.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(fields)).scalar_one() == 3
+
+
+def test_query_json_roundtrip(engine: Engine, photo_root: Path) -> None:
+    ds = with_metadata(engine, photo_root)
+    views = [
+        ds[(ds["label"] == "water") & (ds["score"] > 0.5)],
+        ds[~((ds["votes"] < 5) | ds["caption"].contains("dune"))],
+        ds[ds["taken"] >= dt.datetime(2020, 1, 1, tzinfo=UTC)].select("taken", "label"),
+        ds[ds["score"].is_null() | (ds["flagged"] == True)],  # noqa: E712
+    ]
+    for v in views:
+        assert v.query is not None
+        text = v.query.to_json()
+        assert Query.from_json(text) == v.query
+        back = ds.with_view(json.loads(v.to_json()))
+        assert back.to_dict() == v.to_dict()
+        a, b = v.all(), back.all()
+        assert a.paths == b.paths and [d.metadata for d in a] == [d.metadata for d in b]
+    for bad in ('{"field": "x", "op": "drop"}', '{"and": []}', '{"nope": 1}', "[1]", "{", '{"not": {"not": 5}}'):
+        with pytest.raises(ValueError):
+            Query.from_json(bad)
+
+
+def test_delete_source(engine: Engine, photo_root: Path) -> None:
+    ds = with_metadata(engine, photo_root)
+    ds[ds["score"] > 0.5].save_dataset("keep")
+    other = datasources.get_or_create("other", photo_root / "sub", db_url=engine, progress=False)
+    other.update_metadata("Storm.jpg", {"label": "x"})
+    datasources.delete_source("photos", engine)
+    assert [d.name for d in datasources.get_datasources(engine)] == ["other"]
+    with pytest.raises(KeyError):
+        datasets.get_dataset("keep", db_url=engine)
+    assert count_rows(engine, datapoints) == 2 and count_rows(engine, metadata_values) == 1
+    assert paths(other["label"] == "x") == ["Storm.jpg"]
+    with pytest.raises(KeyError):
+        datasources.delete_source("photos", engine)

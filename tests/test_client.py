@@ -16,8 +16,8 @@ import pytest
 from PIL import Image, ImageOps
 
 import datago
-from conftest import file_config, huge_png_header
 from datago import _lib
+from photos_util import file_config, huge_png_header
 
 
 def buckets(size: int = 256, ratio: int = 16, lo: float = 0.5, hi: float = 2.0) -> list[tuple]:
@@ -112,7 +112,7 @@ def test_exif_rotated_photos_come_out_upright(tmp_path: Path, photos: list[Path]
 
 @pytest.fixture(scope="module")
 def odd_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from conftest import real_photos
+    from photos_util import real_photos
 
     d = tmp_path_factory.mktemp("odd")
     photo = Image.open(real_photos()[1]).convert("RGB").reduce(4)

@@ -1,0 +1,56 @@
+"""Test helpers shared by the suites: real photographs and datago configs (not a conftest, so that
+nested conftest.py files cannot shadow it)."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PHOTO_DIR = Path("/usr/share/backgrounds/mate/nature")
+
+
+def real_photos() -> list[Path]:
+    """The real photographs of Debian's mate-backgrounds (JPEG, 1280-2560 px wide)."""
+    photos = sorted(PHOTO_DIR.glob("*.jpg"))
+    if not photos:
+        pytest.skip("mate-backgrounds is not installed (./build.sh installs it)")
+    return photos
+
+
+def file_config(root: Path | str, **extra: Any) -> dict[str, Any]:
+    """A datago config for the filesystem source with 256-px buckets."""
+    image_config = {
+        "crop_and_resize": True,
+        "default_image_size": 256,
+        "downsampling_ratio": 16,
+        "min_aspect_ratio": 0.5,
+        "max_aspect_ratio": 2.0,
+    }
+    image_config.update(extra.pop("image_config", {}))
+    source_config = {"root_path": str(root)}
+    source_config.update(extra.pop("source_config", {}))
+    cfg: dict[str, Any] = {
+        "source_type": "file",
+        "source_config": source_config,
+        "image_config": image_config,
+        "samples_buffer_size": 8,
+    }
+    cfg.update(extra)
+    return cfg
+
+
+
+def huge_png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height pixels (a decompression-bomb shape) with one
+    tiny IDAT: libvips can read its header, and decoding it would need width*height bytes."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    idat = zlib.compress(b"\x00" * 1024)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")

@@ -134,9 +134,8 @@ func (p *Pipeline) Start() {
 	go func() { // stage 1: source
 		defer r.wg.Done()
 		defer close(r.listed)
-		start := time.Now()
+		// no busy time for this stage: a source mostly waits for room in the queue
 		err := p.src.Run(r.up, r.listed)
-		r.stats.List.Done(start, false)
 		if err != nil && !errors.Is(err, context.Canceled) {
 			slog.Error("datago: listing failed", "error", err)
 			r.fail(err)

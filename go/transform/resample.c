@@ -6,7 +6,7 @@
 //
 // Method (as in most production resamplers): for each output column/row, the contributing input
 // range and normalised filter weights are computed once; weights are stored as fixed-point
-// integers (PREC bits) and accumulated in int32. The horizontal pass runs only over the input rows
+// 16-bit integers (PREC_H bits) and accumulated in int32. The horizontal pass runs only over the input rows
 // the vertical pass needs, into an 8-bit intermediate; the vertical pass then walks contiguous
 // memory, which the compiler vectorises.
 #include "resample.h"
@@ -19,8 +19,7 @@
 #include <emmintrin.h>
 #endif
 
-#define PREC 22   // vertical pass: int32 weights
-#define PREC_H 14 // horizontal pass: int16 weights (SSE2 pmaddwd takes two taps at once)
+#define PREC_H 14 // int16 weights: SSE2 pmaddwd takes two taps at once
 #define LANCZOS_A 3.0
 
 static double sinc(double x) {
@@ -39,7 +38,6 @@ static inline uint8_t clip_prec(int32_t v, int prec) {
     return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
-static inline uint8_t clip8(int32_t v) { return clip_prec(v, PREC); }
 
 typedef struct {
     int *start;     // first input index of each output index
@@ -108,18 +106,39 @@ static int coeffs_make(coeffs *c, int in_size, int out_size, int prec) {
 DG_CLONES
 static void pass_v(const uint8_t *base, size_t stride, const int32_t *w, int n, int32_t *acc,
                    uint8_t *out, uint8_t *out3, size_t len, int widen3) {
-    for (size_t i = 0; i < len; i++) acc[i] = 1 << (PREC - 1);
-    for (int k = 0; k < n; k++) {
-        const uint8_t *row = base + (size_t)k * stride;
-        int32_t wk = w[k];
-        for (size_t i = 0; i < len; i++) acc[i] += row[i] * wk;
+    uint8_t *dst = widen3 ? out3 : out;
+    size_t i = 0;
+#ifdef __SSE2__
+    // 16 columns at a time, two rows per pmaddwd: (a0 b0 a1 b1 ...) . (wa wb wa wb ...)
+    const __m128i zero = _mm_setzero_si128();
+    for (; i + 16 <= len; i += 16) {
+        __m128i s0 = _mm_set1_epi32(1 << (PREC_H - 1)), s1 = s0, s2 = s0, s3 = s0;
+        for (int k = 0; k < n; k += 2) {
+            const uint8_t *ra = base + (size_t)k * stride + i;
+            __m128i a = _mm_loadu_si128((const __m128i *)ra);
+            __m128i b = k + 1 < n ? _mm_loadu_si128((const __m128i *)(ra + stride)) : zero;
+            __m128i wk = _mm_set1_epi32((int32_t)(((uint32_t)(uint16_t)(k + 1 < n ? w[k + 1] : 0) << 16) |
+                                                  (uint16_t)w[k]));
+            __m128i lo = _mm_unpacklo_epi8(a, b), hi = _mm_unpackhi_epi8(a, b);
+            s0 = _mm_add_epi32(s0, _mm_madd_epi16(_mm_unpacklo_epi8(lo, zero), wk));
+            s1 = _mm_add_epi32(s1, _mm_madd_epi16(_mm_unpackhi_epi8(lo, zero), wk));
+            s2 = _mm_add_epi32(s2, _mm_madd_epi16(_mm_unpacklo_epi8(hi, zero), wk));
+            s3 = _mm_add_epi32(s3, _mm_madd_epi16(_mm_unpackhi_epi8(hi, zero), wk));
+        }
+        s0 = _mm_srai_epi32(s0, PREC_H), s1 = _mm_srai_epi32(s1, PREC_H);
+        s2 = _mm_srai_epi32(s2, PREC_H), s3 = _mm_srai_epi32(s3, PREC_H);
+        __m128i packed = _mm_packus_epi16(_mm_packs_epi32(s0, s1), _mm_packs_epi32(s2, s3));
+        _mm_storeu_si128((__m128i *)(dst + i), packed);
     }
-    if (!widen3) {
-        for (size_t i = 0; i < len; i++) out[i] = clip8(acc[i]);
-        return;
+#endif
+    for (; i < len; i++) { // the tail (and the whole row without SSE2)
+        int32_t a = 1 << (PREC_H - 1);
+        for (int k = 0; k < n; k++) a += base[(size_t)k * stride + i] * w[k];
+        dst[i] = clip_prec(a, PREC_H);
     }
+    (void)acc;
+    if (!widen3) return;
     // RGB -> RGBX, so that the horizontal pass works on 4-lane pixels
-    for (size_t i = 0; i < len; i++) out3[i] = clip8(acc[i]);
     for (size_t x = 0; x < len / 3; x++) {
         out[4 * x] = out3[3 * x];
         out[4 * x + 1] = out3[3 * x + 1];
@@ -142,7 +161,6 @@ static void pass_h_row(const uint8_t *in, uint8_t *out, int out_w, int bands, in
             o[0] = clip_prec(a, PREC_H);
             continue;
         }
-        int32_t a[4];
 #ifdef __SSE2__
         // two taps per step: (r0 r1 g0 g1 b0 b1 x0 x1) . (w0 w1 w0 w1 ...) with pmaddwd
         const __m128i zero = _mm_setzero_si128();
@@ -155,14 +173,25 @@ static void pass_h_row(const uint8_t *in, uint8_t *out, int out_w, int bands, in
             __m128i wk = _mm_set1_epi32((int32_t)(((uint32_t)(uint16_t)w[k + 1] << 16) | (uint16_t)w[k]));
             acc = _mm_add_epi32(acc, _mm_madd_epi16(px, wk));
         }
-        _mm_storeu_si128((__m128i *)a, acc);
+        // shift out the fraction, saturate to 0..255, pack the 4 lanes into 4 bytes
+        acc = _mm_srai_epi32(acc, PREC_H);
+        acc = _mm_packs_epi32(acc, acc);
+        acc = _mm_packus_epi16(acc, acc);
+        uint32_t px4 = (uint32_t)_mm_cvtsi128_si32(acc);
+        if (pad) px4 |= 0xFF000000u; // little-endian: byte 3 is X
+        if (dps == 4) {
+            memcpy(o, &px4, 4);
+        } else {
+            for (int b = 0; b < dps; b++) o[b] = (uint8_t)(px4 >> (8 * b));
+        }
 #else
+        int32_t a[4];
         for (int b = 0; b < 4; b++) a[b] = 1 << (PREC_H - 1);
         for (int k = 0; k < n; k++)
             for (int b = 0; b < 4; b++) a[b] += p[4 * k + b] * w[k];
-#endif
         for (int b = 0; b < dps; b++) o[b] = clip_prec(a[b], PREC_H);
         if (pad) o[3] = 255;
+#endif
     }
 }
 
@@ -173,7 +202,7 @@ int dg_resample(const uint8_t *src, int sw, int sh, size_t sstride, int bands, u
         return -1;
     coeffs ch = {0}, cv = {0};
     if (coeffs_make(&ch, sw, dw, PREC_H)) return -1;
-    if (coeffs_make(&cv, sh, dh, PREC)) {
+    if (coeffs_make(&cv, sh, dh, PREC_H)) {
         coeffs_free(&ch);
         return -1;
     }

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/datago-dev/datago/go/cmem"
 	"github.com/datago-dev/datago/go/config"
 	"github.com/datago-dev/datago/go/fetch"
 	"github.com/datago-dev/datago/go/output"
@@ -299,7 +300,7 @@ func (p *Pipeline) build(it *source.Item) (output.Sample, error) {
 	}
 	for _, l := range it.Latents {
 		f.Latents = append(f.Latents, output.Blob{Name: l.Name, Data: l.Data})
-		l.Data.Detach() // ownership moves with the Blob value
+		l.Data = cmem.Buf{} // ownership moved into the Blob (Build detaches it into the sample)
 	}
 	return output.Build(&f), nil
 }
@@ -371,6 +372,13 @@ func (p *Pipeline) Stats() stats.Snapshot {
 	r, st := p.cur, p.last
 	p.mu.Unlock()
 	snap := st.Snapshot()
+	// samples a source drops before the pipeline sees them (e.g. a tar sample without its image)
+	if sk, ok := p.src.(interface{ Skipped() map[string]int64 }); ok {
+		for reason, n := range sk.Skipped() {
+			snap.SkippedReasons[reason] += n
+			snap.SamplesSkipped += n
+		}
+	}
 	if r != nil {
 		snap.Running = true
 		snap.QueueLength, snap.QueueCapacity = len(r.out), cap(r.out)

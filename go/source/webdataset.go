@@ -69,6 +69,12 @@ const (
 //     the extension); "txt" → a string attribute; "cls" → an int attribute (string if not a number);
 //   - anything else ("npy", ...) → a latent named by the extension.
 //
+// Order: concurrent_downloads shards are read at a time. Without a seed the first sample ready goes
+// first (a slow shard does not hold the others back); with a seed the shards' samples are taken
+// round-robin in a fixed order, so that the same seed gives the same order whatever the network
+// timing. random_sampling shuffles the shard order (per epoch) and passes the samples through a
+// shuffle buffer of shuffle_buffer_size samples.
+//
 // Ranks: with at least as many shards as ranks, shard i goes to rank i % world_size (each shard is
 // read by one rank only); otherwise every rank reads every shard and keeps sample j of shard i when
 // (i + j) % world_size == rank. Either way the ranks are disjoint and complete.
@@ -83,6 +89,7 @@ type WebDataset struct {
 	ref, maskSuffix string
 	random          bool
 	seed            int64
+	seeded          bool // a seed was given: the merge order is fixed (mergeRoundRobin)
 	epoch           atomic.Int64
 	concurrency     int
 	bufferSize      int
@@ -169,7 +176,7 @@ func NewWebDataset(raw []byte, c *config.Config) (Source, error) {
 	}
 	w.bySample = len(w.shards) < w.worldSize
 	if wc.Seed != nil {
-		w.seed = *wc.Seed
+		w.seed, w.seeded = *wc.Seed, true
 	} else {
 		w.seed = time.Now().UnixNano()
 	}
@@ -312,7 +319,9 @@ func (w *WebDataset) Shards() []string {
 }
 
 // Skipped returns the counters of the latest run: samples skipped by the source, per reason, and
-// truncated shards (ReasonTruncated).
+// truncated shards (ReasonTruncated). Each skip is also logged (warn). The pipeline does not merge
+// these into the client's stats yet: it can, through an optional interface
+// `interface{ Skipped() map[string]int64 }` on the source.
 func (w *WebDataset) Skipped() map[string]int64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -348,58 +357,22 @@ func (w *WebDataset) plan(epoch int64) ([]shard, *rand.Rand) {
 	return mine, rng
 }
 
-// shardReader is one shard being read by its goroutine into ch (closed when done; err is set
-// before).
-type shardReader struct {
-	ch  chan *Item
-	err error
-}
-
-// Run streams the samples of this rank's shards. concurrent_downloads shards are read at a time,
-// each by its own goroutine; their samples are interleaved round-robin in a fixed order (so a
-// seeded run is reproducible whatever the network timing), then pass through the shuffle buffer
-// with random_sampling. Every goroutine is waited for and every buffered item freed before Run
-// returns.
-func (w *WebDataset) Run(ctx context.Context, out chan<- *Item) (err error) {
+// Run streams the samples of this rank's shards: concurrent_downloads shards are read at a time,
+// each by its own goroutine, and their samples merged (see merge), then passed through the shuffle
+// buffer with random_sampling. Every goroutine is waited for and every buffered item freed before
+// Run returns.
+func (w *WebDataset) Run(ctx context.Context, out chan<- *Item) error {
 	epoch := w.epoch.Add(1) - 1
 	w.mu.Lock()
 	w.skipped = map[string]int64{}
 	w.mu.Unlock()
 	shards, rng := w.plan(epoch)
-	ctx, cancel := context.WithCancel(ctx)
-	var (
-		wg    sync.WaitGroup
-		slots []*shardReader // the shards being read, in round-robin order
-		buf   []*Item        // the shuffle buffer
-	)
+	var buf []*Item // the shuffle buffer
 	defer func() {
-		cancel()
-		wg.Wait()
-		for _, r := range slots {
-			for it := range r.ch {
-				it.Free()
-			}
-		}
 		for _, it := range buf {
 			it.Free()
 		}
 	}()
-	next := 0
-	start := func() *shardReader {
-		sh := shards[next]
-		next++
-		r := &shardReader{ch: make(chan *Item, shardReadAhead)}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer close(r.ch)
-			r.err = w.readShard(ctx, sh, r.ch)
-		}()
-		return r
-	}
-	for len(slots) < w.concurrency && next < len(shards) {
-		slots = append(slots, start())
-	}
 	emit := func(it *Item) error {
 		if rng == nil {
 			return Send(ctx, out, it)
@@ -414,6 +387,126 @@ func (w *WebDataset) Run(ctx context.Context, out chan<- *Item) (err error) {
 		buf[last] = nil
 		buf = buf[:last]
 		return Send(ctx, out, it)
+	}
+	merge := w.mergeFirstReady
+	if w.seeded {
+		merge = w.mergeRoundRobin
+	}
+	if err := merge(ctx, shards, emit); err != nil {
+		return err
+	}
+	if rng != nil {
+		rng.Shuffle(len(buf), func(i, j int) { buf[i], buf[j] = buf[j], buf[i] })
+	}
+	for len(buf) > 0 {
+		it := buf[len(buf)-1]
+		buf[len(buf)-1] = nil
+		buf = buf[:len(buf)-1]
+		if err := Send(ctx, out, it); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mergeFirstReady reads up to concurrency shards at a time into one queue: the first sample ready
+// goes first, so a slow shard does not hold the others back. It returns the first fatal shard
+// error, or ctx.Err(); every goroutine has returned and every queued item is freed by then.
+func (w *WebDataset) mergeFirstReady(ctx context.Context, shards []shard, emit func(*Item) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	queue := make(chan *Item, shardReadAhead*w.concurrency)
+	results := make(chan error, w.concurrency) // one per finished shard; never more in flight
+	defer func() {
+		cancel()
+		wg.Wait()
+		close(queue)
+		for it := range queue {
+			it.Free()
+		}
+	}()
+	next, active := 0, 0
+	start := func() {
+		sh := shards[next]
+		next++
+		active++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results <- w.readShard(ctx, sh, queue)
+		}()
+	}
+	for active < w.concurrency && next < len(shards) {
+		start()
+	}
+	for active > 0 {
+		select {
+		case it := <-queue:
+			if err := emit(it); err != nil {
+				return err
+			}
+		case err := <-results:
+			active--
+			if err != nil {
+				return err
+			}
+			if next < len(shards) {
+				start()
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	for { // every reader is done: what is left in the queue
+		select {
+		case it := <-queue:
+			if err := emit(it); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
+	}
+}
+
+// mergeRoundRobin reads up to concurrency shards at a time and takes one sample from each in turn,
+// in a fixed order (a finished shard's slot goes to the next shard): the sequence depends on the
+// data only, never on timing, so a seeded run is reproducible. The price: a slow shard makes the
+// others wait (each reads ahead shardReadAhead samples).
+func (w *WebDataset) mergeRoundRobin(ctx context.Context, shards []shard, emit func(*Item) error) error {
+	type reader struct {
+		ch  chan *Item // closed when the shard is done; err is set before
+		err error
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var (
+		wg    sync.WaitGroup
+		slots []*reader // the shards being read, in turn order
+	)
+	defer func() {
+		cancel()
+		wg.Wait()
+		for _, r := range slots {
+			for it := range r.ch {
+				it.Free()
+			}
+		}
+	}()
+	next := 0
+	start := func() *reader {
+		sh := shards[next]
+		next++
+		r := &reader{ch: make(chan *Item, shardReadAhead)}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(r.ch)
+			r.err = w.readShard(ctx, sh, r.ch)
+		}()
+		return r
+	}
+	for len(slots) < w.concurrency && next < len(shards) {
+		slots = append(slots, start())
 	}
 	for i := 0; len(slots) > 0; {
 		if i >= len(slots) {
@@ -439,17 +532,6 @@ func (w *WebDataset) Run(ctx context.Context, out chan<- *Item) (err error) {
 			i++
 		case <-ctx.Done():
 			return ctx.Err()
-		}
-	}
-	if rng != nil {
-		rng.Shuffle(len(buf), func(i, j int) { buf[i], buf[j] = buf[j], buf[i] })
-	}
-	for len(buf) > 0 {
-		it := buf[len(buf)-1]
-		buf[len(buf)-1] = nil
-		buf = buf[:len(buf)-1]
-		if err := Send(ctx, out, it); err != nil {
-			return err
 		}
 	}
 	return nil
@@ -524,6 +606,11 @@ func (w *WebDataset) readShard(ctx context.Context, sh shard, out chan<- *Item) 
 			break
 		}
 		if err != nil {
+			// every entry read so far is complete: the current sample goes out as it is (as it
+			// would if the tar had been cut cleanly at this header)
+			if err := flush(); err != nil {
+				return err
+			}
 			return w.broken(ctx, sh, err, delivered)
 		}
 		if !hdr.FileInfo().Mode().IsRegular() {

@@ -328,8 +328,13 @@ func TestWebDatasetRanksDisjointAndComplete(t *testing.T) {
 		t.Fatal(err)
 	}
 	items, err := collect(t, context.Background(), src)
-	if err != nil || len(items) != 14 || !strings.HasPrefix(items[0].ID, "s01/") {
+	if err != nil || len(items) != 14 {
 		t.Errorf("top-level rank: %d items, %v", len(items), err)
+	}
+	for _, g := range items { // rank 1 of 3: shards 1 and 4
+		if !strings.HasPrefix(g.ID, "s01/") && !strings.HasPrefix(g.ID, "s04/") {
+			t.Errorf("top-level rank 1 of 3 got %s", g.ID)
+		}
 	}
 	checkLive(t)
 }
@@ -345,6 +350,8 @@ func TestWebDatasetShuffle(t *testing.T) {
 		return ids(items)
 	}
 	seq := run(map[string]any{"url": paths})
+	sorted := slices.Clone(seq)
+	sort.Strings(sorted)
 	a := run(map[string]any{"url": paths, "random_sampling": true, "seed": 42, "shuffle_buffer_size": 16})
 	b := run(map[string]any{"url": paths, "random_sampling": true, "seed": 42, "shuffle_buffer_size": 16})
 	c := run(map[string]any{"url": paths, "random_sampling": true, "seed": 43, "shuffle_buffer_size": 16})
@@ -359,7 +366,7 @@ func TestWebDatasetShuffle(t *testing.T) {
 	for _, order := range [][]string{a, c, u1} {
 		s := slices.Clone(order)
 		sort.Strings(s)
-		if !reflect.DeepEqual(s, seq) { // seq is sorted: shards and keys in order
+		if !reflect.DeepEqual(s, sorted) {
 			t.Fatal("a shuffle lost or duplicated samples")
 		}
 	}
@@ -535,6 +542,9 @@ func TestWebDatasetHTTPMatchesLocal(t *testing.T) {
 	if len(local) != 20 || len(remote) != 20 {
 		t.Fatalf("%d local, %d remote samples", len(local), len(remote))
 	}
+	byID := func(a, b got) int { return strings.Compare(a.ID, b.ID) }
+	slices.SortFunc(local, byID)
+	slices.SortFunc(remote, byID)
 	for i := range local {
 		l, r := local[i], remote[i]
 		if r.Source != srv.URL+"/"+filepath.Base(l.Source) {
@@ -704,6 +714,39 @@ func TestWebDatasetHTTPStallTimesOut(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("took %v", d)
+	}
+	checkLive(t)
+}
+
+func TestWebDatasetMergeOrder(t *testing.T) {
+	dir := t.TempDir()
+	writeShards(t, dir, 3, 5)
+	srv := newShardServer(t, dir)
+	srv.fault = func(w http.ResponseWriter, r *http.Request, n int) bool {
+		if r.URL.Path == "/shard-000000.tar" {
+			time.Sleep(400 * time.Millisecond) // a slow shard
+		}
+		return false
+	}
+	url := srv.URL + "/shard-{000000..000002}.tar"
+	// without a seed, the fast shards' samples go first
+	items, err := collect(t, context.Background(), newWDS(t, httpConfig(map[string]any{"url": url})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range items[:10] {
+		if strings.HasPrefix(g.ID, "s00/") {
+			t.Fatalf("a sample of the slow shard came before the fast shards': %v", ids(items))
+		}
+	}
+	// with a seed, the interleaving is fixed: round-robin from the first shard, whatever the timing
+	items, err = collect(t, context.Background(), newWDS(t, httpConfig(map[string]any{"url": url, "seed": 1})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"s00/k000", "s01/k000", "s02/k000", "s00/k001", "s01/k001", "s02/k001"}
+	if got := ids(items)[:6]; !reflect.DeepEqual(got, want) {
+		t.Errorf("seeded order starts %v, want %v", got, want)
 	}
 	checkLive(t)
 }

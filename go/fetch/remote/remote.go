@@ -188,9 +188,11 @@ func New(s Settings) *Client {
 	s = s.withDefaults()
 	dialer := &net.Dialer{Timeout: s.ConnectTimeout, KeepAlive: 30 * time.Second}
 	tr := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           dialer.DialContext,
-		ForceAttemptHTTP2:     true,
+		Proxy:       http.ProxyFromEnvironment,
+		DialContext: dialer.DialContext,
+		// HTTP/1.1: bulk downloads want several TCP connections (HTTP/2 would multiplex every shard
+		// of a host onto one connection, one congestion window)
+		ForceAttemptHTTP2:     false,
 		MaxIdleConns:          0, // no global cap; per host below
 		MaxIdleConnsPerHost:   s.MaxConnsPerHost,
 		MaxConnsPerHost:       s.MaxConnsPerHost,

@@ -471,10 +471,24 @@ func TestBudgetCapsBytesInFlight(t *testing.T) {
 	if err := b.Acquire(ctx, 60); err != nil {
 		t.Fatal(err)
 	}
+	waiters := func(n int) { // wait until n goroutines queue
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+			b.mu.Lock()
+			l := b.waiters.Len()
+			b.mu.Unlock()
+			if l == n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d waiters, want %d", l, n)
+			}
+		}
+	}
 	got := make(chan int, 2)
 	go func() { _ = b.Acquire(ctx, 50); got <- 50 }()
-	time.Sleep(20 * time.Millisecond)
+	waiters(1)
 	go func() { _ = b.Acquire(ctx, 10); got <- 10 }() // fits, but waits behind the 50 (FIFO)
+	waiters(2)
 	select {
 	case n := <-got:
 		t.Fatalf("acquired %d while 60 + 50 > 100", n)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"time"
 
@@ -30,7 +31,20 @@ func main() {
 	encode := flag.String("encode", "", "re-encode the output: png or jpeg (empty: raw pixels)")
 	rgb8 := flag.Bool("rgb8", false, "image_to_rgb8")
 	random := flag.Bool("random", false, "random_sampling")
+	cpuProfile := flag.String("cpuprofile", "", "write a Go CPU profile (pprof) to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if *root == "" {
 		flag.Usage()
 		os.Exit(2)

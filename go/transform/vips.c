@@ -61,18 +61,25 @@ static void step(VipsImage **x, VipsImage *next) {
     *x = next;
 }
 
-// Centre crop to the target's aspect ratio, then resize to exactly tw x th.
-static int cover_crop_resize(VipsImage **x, int tw, int th, int mask) {
+// Centre crop of *x to the aspect ratio of tw x th (the window a cover resize keeps).
+static int centre_crop(VipsImage **x, int tw, int th) {
     VipsImage *in = *x, *t = NULL;
     double W = in->Xsize, H = in->Ysize;
     double scale = fmax(tw / W, th / H);
     int cw = (int)fmin(W, fmax(1.0, round(tw / scale)));
     int ch = (int)fmin(H, fmax(1.0, round(th / scale)));
-    if (cw != in->Xsize || ch != in->Ysize) {
-        if (vips_extract_area(in, &t, (in->Xsize - cw) / 2, (in->Ysize - ch) / 2, cw, ch, NULL))
-            return -1;
-        step(x, t);
-    }
+    if (cw == in->Xsize && ch == in->Ysize) return 0;
+    if (vips_extract_area(in, &t, (in->Xsize - cw) / 2, (in->Ysize - ch) / 2, cw, ch, NULL))
+        return -1;
+    step(x, t);
+    return 0;
+}
+
+// Centre crop to the target's aspect ratio, then resize to exactly tw x th.
+static int cover_crop_resize(VipsImage **x, int tw, int th, int mask) {
+    VipsImage *t = NULL;
+    if (centre_crop(x, tw, th)) return -1;
+    int cw = (*x)->Xsize, ch = (*x)->Ysize;
     if (cw == tw && ch == th) return 0;
 
     int premultiply = !mask && vips_image_hasalpha(*x);
@@ -169,15 +176,8 @@ static int fast_crop_resize(VipsImage **x, int tw, int th, const dg_params *p, i
         !(interp == VIPS_INTERPRETATION_B_W && in->Bands == 1))
         return 1;
 
-    double W = in->Xsize, H = in->Ysize;
-    double scale = fmax(tw / W, th / H);
-    int cw = (int)fmin(W, fmax(1.0, round(tw / scale)));
-    int ch = (int)fmin(H, fmax(1.0, round(th / scale)));
-    if (cw != in->Xsize || ch != in->Ysize) {
-        if (vips_extract_area(in, &t, (in->Xsize - cw) / 2, (in->Ysize - ch) / 2, cw, ch, NULL))
-            return -1;
-        step(x, t);
-    }
+    if (centre_crop(x, tw, th)) return -1;
+    int cw = (*x)->Xsize, ch = (*x)->Ysize;
     if (p->to_rgb8 && (*x)->Bands == 1) {
         VipsImage *in3[3] = {*x, *x, *x};
         if (vips_bandjoin(in3, &t, 3, NULL)) return -1;

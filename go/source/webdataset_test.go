@@ -588,13 +588,19 @@ func TestWebDatasetHTTPResumesACutShard(t *testing.T) {
 	paths := writeShards(t, dir, 2, 6)
 	data, _ := os.ReadFile(paths[0])
 	cut := len(data) / 2
+	// The validator must be the file's own mtime: the resumed request carries it in If-Range and
+	// the file server answers 200 (whole file) if it differs.
+	st, err := os.Stat(paths[0])
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := newShardServer(t, dir)
 	srv.fault = func(w http.ResponseWriter, r *http.Request, n int) bool {
 		if r.URL.Path != "/shard-000000.tar" || n > 1 {
 			return false
 		}
 		w.Header().Set("Content-Length", fmt.Sprint(len(data)))
-		w.Header().Set("Last-Modified", time.Now().UTC().Format(http.TimeFormat))
+		w.Header().Set("Last-Modified", st.ModTime().UTC().Format(http.TimeFormat))
 		_, _ = w.Write(data[:cut])
 		w.(http.Flusher).Flush()
 		panic(http.ErrAbortHandler)

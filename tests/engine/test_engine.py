@@ -16,12 +16,13 @@ from typing import Any
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from PIL import Image
+
 from datago.engine import Field, Query, datasets, datasources
 from datago.engine.datasource import Datasource
 from datago.engine.db import Engine, datapoints, fields, metadata_values
 from datago.engine.executor import PageSpec, fetch_page
 from datago.engine.query import SqlContext, compile_query
-from PIL import Image
 
 UTC = dt.timezone.utc
 

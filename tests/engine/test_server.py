@@ -15,13 +15,14 @@ from urllib.parse import parse_qs, quote, urlsplit
 import httpx
 import pytest
 import sqlalchemy as sa
+from PIL import Image
+
 from datago.engine import cli, datasources, serve_in_background
 from datago.engine.db import Engine, datapoints, get_engine
 from datago.engine.executor import PageSpec, fetch_page
 from datago.engine.server import create_app
 from datago.engine.signing import file_url, sign
 from datago.engine.tokens import create_token, list_tokens, revoke_token
-from PIL import Image
 
 with warnings.catch_warnings():  # starlette deprecates its httpx-based client in favour of httpx2
     warnings.simplefilter("ignore")
@@ -365,7 +366,7 @@ def test_errors_are_json(api: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) 
     def boom(*_a: Any, **_k: Any) -> Any:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(server_mod, "fetch_page", boom)
+    monkeypatch.setattr(server_mod, "page_rows", boom)
     r = c.get("/api/images/", headers=auth(api.ro))
     assert r.status_code == 500 and r.json() == {"error": "internal server error", "status": 500}
     assert "Traceback" not in r.text and "secret internals" not in r.text
@@ -386,6 +387,21 @@ def test_http_paging_stable_while_inserting(api: SimpleNamespace) -> None:
             break
         r = api.client.get(body["next"], headers=auth(api.ro))
     assert len(seen) == len(set(seen)) and [i for i in seen if i in set(before)] == before
+
+
+def test_pages_computed_ahead_are_dropped_after_writes(api: SimpleNamespace) -> None:
+    params = {"sources": "photos", "page_size": 2, "fields": "path,attributes"}
+    first = api.client.get("/api/images/", params=params, headers=auth(api.ro)).json()
+    assert [r["path"] for r in first["results"]] == ["Aqua.jpg", "Blinds.jpg"]
+    time.sleep(0.2)  # let the server compute the next page ahead
+    api.ds.update_metadata("Dune.jpg", {"aesthetic": 9.5})  # on page 2
+    second = api.client.get(first["next"], headers=auth(api.ro)).json()
+    assert second["results"][0]["path"] == "Dune.jpg"
+    assert second["results"][0]["attributes"]["aesthetic"] == 9.5
+    # unchanged data: the page computed ahead is served, and equals a fresh computation
+    again = api.client.get(second["next"], headers=auth(api.ro)).json()
+    fresh = TestClient(create_app(api.engine)).get(second["next"], headers=auth(api.ro)).json()
+    assert again["results"] == fresh["results"] and again["results"]
 
 
 def test_injection_via_api(api: SimpleNamespace) -> None:
@@ -418,6 +434,10 @@ def test_serve_in_background_real_uvicorn(api: SimpleNamespace) -> None:
         assert base.startswith("http://127.0.0.1:")
         with httpx.Client(timeout=10) as h:
             assert h.get(f"{base}/api/images/").status_code == 401
+            t0 = time.perf_counter()
+            for _ in range(10):
+                assert h.get(f"{base}/api/health").status_code == 200
+            assert time.perf_counter() - t0 < 0.35  # TCP_NODELAY: no 40 ms Nagle/delayed-ACK stall
             r = h.get(f"{base}/api/images/", params={"sources": "photos", "page_size": 3}, headers=auth(key))
             assert r.status_code == 200 and r.json()["next"].startswith(base + "/api/images/")
             first = r.json()["results"][0]

@@ -1,0 +1,446 @@
+"""The dataroom image API on top of the engine: query parameters -> :class:`PageSpec`, and
+datapoints -> the JSON results datago's ``db`` source reads.
+
+Conventions mapping engine data to dataroom results:
+
+- ``source``: the datasource name; ``id``: the datapoint id as a string.
+- ``tags``: the metadata field ``tags``, a comma-separated str (written from a list or a str,
+  normalized to ``a,b,c``); returned as a list of str.
+- ``duplicate_state``: the int metadata field ``duplicate_state``.
+- ``coca_embedding``: the metadata field ``coca_embedding``: bytes (float32 little-endian) or a
+  str holding a JSON list of numbers; returned as ``{"vector": [...]}``.
+- latents: str metadata fields ``latent:<type>`` (and ``mask:<type>`` for masks) holding the path
+  of a file under the datasource root; returned as ``latents: [{"latent_type", "file_direct_url",
+  "is_mask"}]``.
+- ``attributes``: every other metadata field; datetimes as ISO-8601 strings, blobs as signed URLs.
+- ``image_direct_url`` / ``file_direct_url``: absolute HMAC-signed expiring URLs served by the
+  same server (``/files/...``) for a local root; the file's own URL for an http root.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import secrets
+import struct
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .executor import VALUE_OFFSET, PageSpec, RawPage, value_of
+from .query import Condition, Or, Query, conditions
+from .scan import file_url as http_file_url
+from .scan import is_http
+from .signing import Signer, blob_url, quote_path
+
+MAX_PAGE_SIZE = 2000
+DEFAULT_PAGE_SIZE = 100
+RESULT_FIELDS = (
+    "id",
+    "source",
+    "attributes",
+    "image_direct_url",
+    "latents",
+    "tags",
+    "coca_embedding",
+    "duplicate_state",
+    "path",
+    "width",
+    "height",
+    "size",
+    "format",
+)
+SPECIAL_FIELDS = ("tags", "duplicate_state", "coca_embedding")
+LATENT_PREFIX = "latent:"
+MASK_PREFIX = "mask:"
+IMAGE_PARAMS = (
+    "page_size",
+    "cursor",
+    "fields",
+    "sources",
+    "sources__ne",
+    "tags",
+    "tags__all",
+    "tags__ne",
+    "attributes",
+    "has_attributes",
+    "lacks_attributes",
+    "has_masks",
+    "lacks_masks",
+    "has_latents",
+    "lacks_latents",
+    "return_latents",
+    "short_edge__gte",
+    "short_edge__lte",
+    "pixel_count__gte",
+    "pixel_count__lte",
+    "duplicate_state",
+    "partitions_count",
+    "partition",
+    "query",
+    "as_of",
+    "seed",
+)
+_ATTR_OPS = {
+    "eq": "eq",
+    "ne": "ne",
+    "gt": "gt",
+    "gte": "ge",
+    "lt": "lt",
+    "lte": "le",
+    "contains": "contains",
+    "icontains": "contains",
+}
+
+
+class ApiError(Exception):
+    """An error answered as ``{"error": message, "status": status}`` with that HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def csv_list(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def int_param(
+    params: Mapping[str, Any], name: str, default: int | None = None, minimum: int | None = None
+) -> int | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise ApiError(400, f"{name} must be an integer, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ApiError(400, f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def lenient_condition(name: str, op: str, raw: str) -> Query:
+    """A condition on ``name`` for a value given as text: matches the field whatever its type
+    (str, or int/float/bool/datetime when the text parses as one)."""
+    if op == "contains":
+        return Condition(name, "contains", raw)
+    if raw in ("null", "None") and op in ("eq", "ne"):
+        return Condition(name, op, None)
+    cands: list[Query] = [Condition(name, op, raw)]
+    try:
+        cands.append(Condition(name, op, int(raw)))
+    except ValueError:
+        try:
+            f = float(raw)
+            if math.isfinite(f):
+                cands.append(Condition(name, op, f))
+        except ValueError:
+            pass
+    if raw.lower() in ("true", "false"):
+        cands.append(Condition(name, op, raw.lower() == "true"))
+    if "-" in raw and len(raw) >= 10:
+        try:
+            cands.append(Condition(name, op, _dt.datetime.fromisoformat(raw)))
+        except ValueError:
+            pass
+    return Or.of(*cands)
+
+
+def parse_attributes(text: str) -> list[Query]:
+    """``name__op:value,...`` (ops eq (default), ne, gt, gte, lt, lte, contains, icontains)."""
+    out: list[Query] = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key, sep, raw = item.partition(":")
+        if not sep or not key:
+            raise ApiError(400, f"attributes filter {item!r} is not name__op:value")
+        name, op = key, "eq"
+        if "__" in key:
+            base, _, suffix = key.rpartition("__")
+            if suffix in _ATTR_OPS and base:
+                name, op = base, _ATTR_OPS[suffix]
+        out.append(lenient_condition(name, op, raw))
+    return out
+
+
+def _has_latent(t: str) -> Query:
+    return Or.of(Condition(LATENT_PREFIX + t, "is_not_null"), Condition(MASK_PREFIX + t, "is_not_null"))
+
+
+def _lacks_latent(t: str) -> Query:
+    return Condition(LATENT_PREFIX + t, "is_null") & Condition(MASK_PREFIX + t, "is_null")
+
+
+def filters_from_params(params: Mapping[str, Any]) -> list[Query]:
+    """The conditions of the dataroom filter parameters.
+
+    Raises:
+        ApiError: 400 for a malformed parameter.
+    """
+    conds: list[Query] = []
+    try:
+        tags = csv_list(params.get("tags"))
+        if tags:
+            conds.append(Or.of(*(Condition("tags", "has_tag", t) for t in tags)))
+        conds += [Condition("tags", "has_tag", t) for t in csv_list(params.get("tags__all"))]
+        conds += [~Condition("tags", "has_tag", t) for t in csv_list(params.get("tags__ne"))]
+        if params.get("attributes"):
+            conds += parse_attributes(params["attributes"])
+        conds += [Condition(a, "is_not_null") for a in csv_list(params.get("has_attributes"))]
+        conds += [Condition(a, "is_null") for a in csv_list(params.get("lacks_attributes"))]
+        conds += [Condition(MASK_PREFIX + t, "is_not_null") for t in csv_list(params.get("has_masks"))]
+        conds += [Condition(MASK_PREFIX + t, "is_null") for t in csv_list(params.get("lacks_masks"))]
+        conds += [_has_latent(t) for t in csv_list(params.get("has_latents"))]
+        conds += [_lacks_latent(t) for t in csv_list(params.get("lacks_latents"))]
+    except (TypeError, ValueError) as e:
+        raise ApiError(400, str(e)) from None
+    for key, builtin, op in (
+        ("short_edge__gte", "short_edge", "ge"),
+        ("short_edge__lte", "short_edge", "le"),
+        ("pixel_count__gte", "pixel_count", "ge"),
+        ("pixel_count__lte", "pixel_count", "le"),
+    ):
+        v = int_param(params, key)
+        if v is not None:
+            conds.append(Condition(builtin, op, v))
+    dup = params.get("duplicate_state")
+    if dup not in (None, ""):
+        if dup in ("None", "none", "null", "0"):
+            conds.append(Or.of(Condition("duplicate_state", "is_null"), Condition("duplicate_state", "eq", 0)))
+        else:
+            conds.append(Condition("duplicate_state", "eq", int_param(params, "duplicate_state")))
+    if params.get("query"):
+        raw = params["query"]
+        try:
+            conds.append(Query.from_json(raw) if isinstance(raw, str) else Query.from_dict(raw))
+        except (TypeError, ValueError) as e:
+            raise ApiError(400, f"invalid query: {e}") from None
+    return conds
+
+
+def paging_from_params(params: Mapping[str, Any], spec: PageSpec) -> None:
+    """Fill page size, cursor and partitions of ``spec`` from parameters.
+
+    Raises:
+        ApiError: 400 for page_size outside 1..2000 or a bad partition.
+    """
+    size = int_param(params, "page_size", DEFAULT_PAGE_SIZE, minimum=1)
+    assert size is not None
+    if size > MAX_PAGE_SIZE:
+        raise ApiError(400, f"page_size must be <= {MAX_PAGE_SIZE}, got {size}")
+    spec.limit = size
+    spec.cursor = params.get("cursor") or None
+    count = int_param(params, "partitions_count", minimum=1)
+    index = int_param(params, "partition", minimum=0)
+    if count is not None or index is not None:
+        if count is None or index is None:
+            raise ApiError(400, "partitions_count and partition go together")
+        if index >= count:
+            raise ApiError(400, f"partition must be < partitions_count ({count}), got {index}")
+        spec.partitions = (count, index)
+    as_of = int_param(params, "as_of")
+    if as_of is not None:
+        spec.as_of_us = as_of
+
+
+def spec_from_params(params: Mapping[str, Any], random: bool = False) -> PageSpec:
+    """A :class:`PageSpec` from ``GET /api/images/`` parameters.
+
+    Raises:
+        ApiError: 400 for an unknown or malformed parameter.
+    """
+    unknown = sorted(set(params) - set(IMAGE_PARAMS))
+    if unknown:
+        raise ApiError(400, f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(IMAGE_PARAMS)}")
+    conds = filters_from_params(params)
+    spec = PageSpec(
+        source_names=csv_list(params.get("sources")) or None,
+        exclude_source_names=csv_list(params.get("sources__ne")) or None,
+        query=conditions(conds),
+    )
+    paging_from_params(params, spec)
+    if random:
+        seed = int_param(params, "seed", minimum=0)
+        spec.seed = seed if seed is not None else secrets.randbelow(2**31)
+    fields = wanted_fields(params.get("fields"))
+    if "attributes" not in fields and "latents" not in fields:
+        spec.select = [f for f in SPECIAL_FIELDS if f in fields]
+    return spec
+
+
+def wanted_fields(text: str | None) -> set[str]:
+    """Result keys asked for with ``fields`` (all when absent; ``id`` always).
+
+    Raises:
+        ApiError: 400 for an unknown key.
+    """
+    if not text:
+        return set(RESULT_FIELDS)
+    want = set(csv_list(text)) | {"id"}
+    bad = sorted(want - set(RESULT_FIELDS))
+    if bad:
+        raise ApiError(400, f"unknown field(s) {', '.join(bad)}; known: {', '.join(RESULT_FIELDS)}")
+    return want
+
+
+def _json_value(ftype: str, value: Any, blob: Callable[[str], str]) -> Any:
+    if ftype == "datetime":
+        return value.isoformat()
+    if ftype == "bytes":
+        return blob(value)
+    if ftype == "float" and not math.isfinite(value):
+        return None
+    return value
+
+
+def _vector(ftype: str, value: Any, read_blob: Callable[[str], bytes]) -> list[float] | None:
+    try:
+        if ftype == "bytes":
+            data = read_blob(value)
+            return list(struct.unpack(f"<{len(data) // 4}f", data[: len(data) // 4 * 4]))
+        if ftype == "str":
+            vec = json.loads(value)
+            return [float(x) for x in vec]
+    except (OSError, ValueError, TypeError):
+        return None
+    return None
+
+
+_ATTRIBUTE, _SPECIAL, _LATENT = 0, 1, 2
+_SIMPLE_COLUMNS = (("source", 2), ("path", 3), ("size", 4), ("width", 5), ("height", 6), ("format", 7))
+
+
+class Renderer:
+    """Turns records into result dicts.
+
+    Args:
+        base_url: the server's public base URL, without trailing slash.
+        secret: HMAC secret for signed URLs.
+        roots: datasource id -> root.
+        ttl: lifetime of signed URLs in seconds.
+        read_blob: reads a blob by sha256 (for embeddings stored as blobs).
+    """
+
+    def __init__(
+        self, base_url: str, secret: bytes, roots: Mapping[int, str], ttl: int, read_blob: Callable[[str], bytes]
+    ) -> None:
+        self.base_url = base_url
+        self.secret = secret
+        self.roots = roots
+        self.exp = int(time.time()) + ttl
+        self.read_blob = read_blob
+        self._prefixes: dict[int, tuple[str, Signer | None]] = {}
+        self._kinds: dict[str, int] = {}
+
+    def file_url(self, ds_id: int, path: str) -> str:
+        """Absolute URL of a file of datasource ``ds_id`` (signed unless the root is http)."""
+        entry = self._prefixes.get(ds_id)
+        if entry is None:
+            root = self.roots.get(ds_id, "")
+            signer = None if is_http(root) else Signer(self.secret, "file", str(ds_id), self.exp)
+            entry = self._prefixes[ds_id] = (f"{self.base_url}/files/{ds_id}/", signer)
+        prefix, signer = entry
+        if signer is None:
+            return http_file_url(self.roots[ds_id], path)
+        return f"{prefix}{quote_path(path)}?exp={self.exp}&sig={signer(path)}"
+
+    def blob_url(self, sha256: str) -> str:
+        """Absolute signed URL of a blob."""
+        return blob_url(self.base_url, self.secret, sha256, self.exp)
+
+    def _kind(self, name: str) -> int:
+        kind = self._kinds.get(name)
+        if kind is None:
+            if name in SPECIAL_FIELDS:
+                kind = _SPECIAL
+            elif name.startswith(LATENT_PREFIX) or name.startswith(MASK_PREFIX):
+                kind = _LATENT
+            else:
+                kind = _ATTRIBUTE
+            self._kinds[name] = kind
+        return kind
+
+    def render_page(self, raw: RawPage, want: set[str], return_latents: set[str] | None = None) -> list[dict[str, Any]]:
+        """The result dicts of a raw page (see :func:`~datago.engine.executor.page_rows`) in page
+        order, with the keys in ``want`` (``id`` always)."""
+        nb = raw.nb
+        simple = [(k, i) for k, i in _SIMPLE_COLUMNS if k in want]
+        url = "image_direct_url" in want
+        attrs = "attributes" in want
+        tags = "tags" in want
+        dup = "duplicate_state" in want
+        emb = "coca_embedding" in want
+        latents = "latents" in want
+        kinds = self._kinds
+        file_url = self.file_url
+        isfinite = math.isfinite
+        out: dict[int, Any] = dict.fromkeys(raw.ids)
+        for row in raw.rows:
+            rid = row[0]
+            d = out.get(rid, False)
+            if d is False:  # the extra datapoint that only tells there is a next page
+                continue
+            if d is None:
+                d = out[rid] = {"id": str(rid)}
+                for k, i in simple:
+                    d[k] = row[i]
+                if url:
+                    d["image_direct_url"] = file_url(row[1], row[3])
+                if attrs:
+                    d["attributes"] = {}
+                if tags:
+                    d["tags"] = []
+                if dup:
+                    d["duplicate_state"] = None
+                if emb:
+                    d["coca_embedding"] = None
+                if latents:
+                    d["latents"] = []
+            name = row[nb]
+            if name is None:
+                continue
+            kind = kinds.get(name)
+            if kind is None:
+                kind = self._kind(name)
+            ftype = row[nb + 1]
+            v = row[nb + VALUE_OFFSET[ftype]]
+            if kind == _ATTRIBUTE:
+                if attrs:
+                    if ftype == "float":
+                        v = v if isfinite(v) else None
+                    elif ftype == "bool":
+                        v = bool(v)
+                    elif ftype == "datetime":
+                        v = value_of(row, nb, ftype).isoformat()
+                    elif ftype == "bytes":
+                        v = self.blob_url(v)
+                    d["attributes"][name] = v
+            elif kind == _SPECIAL:
+                if name == "tags":
+                    if tags and ftype == "str":
+                        d["tags"] = csv_list(v)
+                elif name == "duplicate_state":
+                    if dup and ftype == "int":
+                        d["duplicate_state"] = v
+                elif emb:
+                    vec = _vector(ftype, v, self.read_blob)
+                    d["coca_embedding"] = None if vec is None else {"vector": vec}
+            elif latents and ftype == "str":
+                if name.startswith(LATENT_PREFIX):
+                    ltype, is_mask = name[len(LATENT_PREFIX) :], False
+                else:
+                    ltype, is_mask = name[len(MASK_PREFIX) :], True
+                if return_latents is None or ltype in return_latents:
+                    d["latents"].append(
+                        {"latent_type": ltype, "file_direct_url": file_url(row[1], v), "is_mask": is_mask}
+                    )
+        results = list(out.values())
+        if latents:
+            for d in results:
+                if len(d["latents"]) > 1:
+                    d["latents"].sort(key=lambda x: (x["latent_type"], x["is_mask"]))
+        return results

@@ -1,0 +1,121 @@
+"""Datasource registry: ``get_or_create``, ``get_datasource``, ``get_datasources``,
+``delete_source``.
+
+Every function takes ``db_url``: an engine storage URL (``sqlite:///file``,
+``postgresql+psycopg://user:pw@host/db``), a SQLite file path, an
+:class:`~datago.engine.db.Engine`, or None for the default (``$DATAGO_ENGINE_DB`` or
+``~/.cache/datago/engine.sqlite``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import sqlalchemy as sa
+
+from . import scan as _scan
+from .datasource import Datasource
+from .db import (
+    Engine,
+    datapoints,
+    datasets,
+    datasources,
+    fields,
+    get_engine,
+    metadata_values,
+    now_us,
+)
+from .writes import lock_datasource
+
+DbArg = Engine | str | os.PathLike[str] | None
+
+
+def _from_row(engine: Engine, row: Any) -> Datasource:
+    return Datasource(engine, int(row.id), str(row.name), str(row.root))
+
+
+def get_or_create(
+    name: str, root: str | os.PathLike[str], db_url: DbArg = None, scan: bool = True, progress: bool = True
+) -> Datasource:
+    """The datasource ``name``, created for ``root`` if it does not exist, then scanned
+    (new files are registered; see :meth:`Datasource.scan`).
+
+    Args:
+        name: datasource name (the ``source`` of server results), 1..255 characters.
+        root: local folder or http(s) base URL.
+        db_url: storage (see module docstring).
+        scan: scan the root (default True).
+        progress: show a tqdm progress bar while scanning.
+
+    Raises:
+        ValueError: empty/too long name, or ``name`` exists with another root.
+        FileNotFoundError: a local root that is not a folder.
+    """
+    if not isinstance(name, str) or not 0 < len(name) <= 255:
+        raise ValueError(f"invalid datasource name {name!r}")
+    engine = get_engine(db_url)
+    root = _scan.normalize_root(root)
+    ds = _find(engine, name)
+    if ds is None:
+        try:
+            with engine.write() as conn:
+                conn.execute(sa.insert(datasources).values(name=name, root=root, created_at=now_us()))
+        except sa.exc.IntegrityError:  # created concurrently
+            pass
+        ds = _find(engine, name)
+        assert ds is not None
+    if ds.root != root:
+        raise ValueError(f"datasource {name!r} exists with root {ds.root!r}, not {root!r}")
+    if scan:
+        ds.scan(progress=progress)
+    return ds
+
+
+def _find(engine: Engine, name: str) -> Datasource | None:
+    with engine.read() as conn:
+        row = conn.execute(
+            sa.select(datasources.c.id, datasources.c.name, datasources.c.root).where(datasources.c.name == name)
+        ).first()
+    return None if row is None else _from_row(engine, row)
+
+
+def get_datasource(name: str, db_url: DbArg = None) -> Datasource:
+    """The existing datasource ``name``.
+
+    Raises:
+        KeyError: no such datasource.
+    """
+    ds = _find(get_engine(db_url), name)
+    if ds is None:
+        raise KeyError(f"no datasource named {name!r}")
+    return ds
+
+
+def get_datasources(db_url: DbArg = None) -> list[Datasource]:
+    """All datasources, by name."""
+    engine = get_engine(db_url)
+    with engine.read() as conn:
+        rows = conn.execute(
+            sa.select(datasources.c.id, datasources.c.name, datasources.c.root).order_by(datasources.c.name)
+        ).all()
+    return [_from_row(engine, r) for r in rows]
+
+
+def delete_source(name: str, db_url: DbArg = None) -> None:
+    """Delete datasource ``name`` with its datapoints, metadata history, fields and saved
+    datasets (one transaction). Files and blobs are left alone.
+
+    Raises:
+        KeyError: no such datasource.
+    """
+    engine = get_engine(db_url)
+    ds = get_datasource(name, engine)
+    with engine.write() as conn:
+        lock_datasource(conn, ds.id)
+        dp_ids = sa.select(datapoints.c.id).where(datapoints.c.datasource_id == ds.id).scalar_subquery()
+        conn.execute(sa.delete(metadata_values).where(metadata_values.c.datapoint_id.in_(dp_ids)))
+        conn.execute(sa.delete(fields).where(fields.c.datasource_id == ds.id))
+        conn.execute(sa.delete(datapoints).where(datapoints.c.datasource_id == ds.id))
+        conn.execute(sa.delete(datasets).where(datasets.c.datasource_id == ds.id))
+        conn.execute(sa.delete(datasources).where(datasources.c.id == ds.id))

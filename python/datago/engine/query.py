@@ -1,0 +1,389 @@
+"""Query expressions: a small tree of conditions, its JSON form and its SQL compilation.
+
+Build conditions from a datasource (``ds["score"] > 0.5``) or standalone with :class:`Field`
+(``Field("score") > 0.5``), combine them with ``&``, ``|`` and ``~``.
+
+JSON form (:meth:`Query.to_dict`)::
+
+    {"field": "score", "op": "gt", "value": 0.5}
+    {"and": [q, ...]}   {"or": [q, ...]}   {"not": q}
+
+Operators: ``eq ne gt ge lt le`` (values int, float, bool, str, datetime; ``eq``/``ne`` also bytes,
+compared by sha256), ``contains`` (substring, case-sensitive, str fields), ``has_tag`` (exact item
+of a comma-separated str field such as ``tags``), ``is_null`` and ``is_not_null`` (no value).
+Datetimes are written ``{"$datetime": "2024-01-01T00:00:00+00:00"}``.
+
+Semantics: a comparison matches datapoints that *have* a value for the field which satisfies
+it (``ne`` does not match datapoints without the field; ``~(f == v)`` does). Values compare
+against the column of their own type (an int also matches float fields), so a comparison with a
+value of the wrong type matches nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
+
+from .values import BUILTIN_FIELDS, check_field_name, decode_json, encode_json, infer_type
+
+COMPARISONS = ("eq", "ne", "gt", "ge", "lt", "le")
+OPERATORS = (*COMPARISONS, "contains", "has_tag", "is_null", "is_not_null")
+_UNARY = ("is_null", "is_not_null")
+MAX_DEPTH = 64
+
+
+class Query:
+    """Base class of query expressions. Combine with ``&`` (and), ``|`` (or), ``~`` (not)."""
+
+    def __and__(self, other: Query) -> Query:
+        return And.of(self, _as_query(other))
+
+    def __or__(self, other: Query) -> Query:
+        return Or.of(self, _as_query(other))
+
+    def __invert__(self) -> Query:
+        if isinstance(self, Not):
+            return self.child
+        return Not(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-compatible form (see module docstring)."""
+        raise NotImplementedError
+
+    def to_json(self) -> str:
+        """The JSON text of :meth:`to_dict`."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True)
+
+    @staticmethod
+    def from_dict(data: Any, _depth: int = 0) -> Query:
+        """Parse the JSON form.
+
+        Raises:
+            ValueError: malformed query (unknown key or operator, bad value, nesting deeper
+                than 64).
+        """
+        if _depth > MAX_DEPTH:
+            raise ValueError(f"query nested deeper than {MAX_DEPTH}")
+        if not isinstance(data, dict):
+            raise ValueError(f"a query is a JSON object, got {type(data).__name__}")
+        keys = set(data)
+        if keys == {"and"} or keys == {"or"}:
+            key = next(iter(keys))
+            items = data[key]
+            if not isinstance(items, list) or not items:
+                raise ValueError(f'"{key}" takes a non-empty list of queries')
+            children = tuple(Query.from_dict(c, _depth + 1) for c in items)
+            return And(children) if key == "and" else Or(children)
+        if keys == {"not"}:
+            return Not(Query.from_dict(data["not"], _depth + 1))
+        if keys in ({"field", "op"}, {"field", "op", "value"}):
+            op = data["op"]
+            if op not in OPERATORS:
+                raise ValueError(f"unknown operator {op!r} (known: {', '.join(OPERATORS)})")
+            try:
+                name = check_field_name(data["field"])
+            except TypeError as e:
+                raise ValueError(str(e)) from e
+            value = decode_json(data.get("value"))
+            return Condition(name, op, value)
+        raise ValueError(f"unrecognized query object with keys {sorted(keys)}")
+
+    @staticmethod
+    def from_json(text: str | bytes) -> Query:
+        """Parse the JSON text form.
+
+        Raises:
+            ValueError: invalid JSON or query.
+        """
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"invalid query JSON: {e}") from e
+        return Query.from_dict(data)
+
+
+def _as_query(other: Any) -> Query:
+    if isinstance(other, Query):
+        return other
+    q = getattr(other, "query", None)
+    if isinstance(q, Query):
+        return q
+    raise TypeError(f"cannot combine a query with {type(other).__name__}")
+
+
+@dataclass(frozen=True)
+class Condition(Query):
+    """``field op value``; see the module docstring for operators."""
+
+    field: str
+    op: str
+    value: Any = None
+
+    def __post_init__(self) -> None:
+        if self.op not in OPERATORS:
+            raise ValueError(f"unknown operator {self.op!r}")
+        if self.op in _UNARY:
+            return
+        if self.value is None:
+            if self.op not in ("eq", "ne"):
+                raise ValueError(f"operator {self.op} needs a value")
+            return
+        vtype = infer_type(self.value)
+        if self.op in ("contains", "has_tag") and vtype != "str":
+            raise TypeError(f"{self.op} takes a str, got {vtype}")
+        if vtype == "bytes" and self.op not in ("eq", "ne"):
+            raise TypeError("bytes values only support == and !=")
+        if self.op == "has_tag" and "," in self.value:
+            raise ValueError("a tag cannot contain a comma")
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"field": self.field, "op": self.op}
+        if self.op not in _UNARY:
+            d["value"] = encode_json(self.value)
+        return d
+
+
+@dataclass(frozen=True)
+class And(Query):
+    """All children match."""
+
+    children: tuple[Query, ...]
+
+    @staticmethod
+    def of(*items: Query) -> Query:
+        flat: list[Query] = []
+        for q in items:
+            flat.extend(q.children if isinstance(q, And) else (q,))
+        return flat[0] if len(flat) == 1 else And(tuple(flat))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"and": [c.to_dict() for c in self.children]}
+
+
+@dataclass(frozen=True)
+class Or(Query):
+    """Any child matches."""
+
+    children: tuple[Query, ...]
+
+    @staticmethod
+    def of(*items: Query) -> Query:
+        flat: list[Query] = []
+        for q in items:
+            flat.extend(q.children if isinstance(q, Or) else (q,))
+        return flat[0] if len(flat) == 1 else Or(tuple(flat))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"or": [c.to_dict() for c in self.children]}
+
+
+@dataclass(frozen=True)
+class Not(Query):
+    """The child does not match."""
+
+    child: Query
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"not": self.child.to_dict()}
+
+
+class Field:
+    """A field to build conditions on: ``Field("score") >= 0.5``, ``Field("caption").contains("dog")``.
+
+    Args:
+        name: a metadata field or a builtin one (``path size width height format created_at
+            datapoint_id short_edge pixel_count``).
+    """
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, name: str) -> None:
+        self.name = check_field_name(name)
+
+    def _make(self, op: str, value: Any = None) -> Any:
+        return Condition(self.name, op, value)
+
+    def __eq__(self, value: Any) -> Any:  # type: ignore[override]
+        return self._make("eq", value)
+
+    def __ne__(self, value: Any) -> Any:  # type: ignore[override]
+        return self._make("ne", value)
+
+    def __gt__(self, value: Any) -> Any:
+        return self._make("gt", value)
+
+    def __ge__(self, value: Any) -> Any:
+        return self._make("ge", value)
+
+    def __lt__(self, value: Any) -> Any:
+        return self._make("lt", value)
+
+    def __le__(self, value: Any) -> Any:
+        return self._make("le", value)
+
+    def contains(self, text: str) -> Any:
+        """Substring match (case-sensitive) on a str field."""
+        return self._make("contains", text)
+
+    def has_tag(self, tag: str) -> Any:
+        """``tag`` is one of the comma-separated items of the str field."""
+        return self._make("has_tag", tag)
+
+    def is_null(self) -> Any:
+        """The datapoint has no value for this field."""
+        return self._make("is_null")
+
+    def is_not_null(self) -> Any:
+        """The datapoint has a value for this field."""
+        return self._make("is_not_null")
+
+    def __repr__(self) -> str:
+        return f"Field({self.name!r})"
+
+
+# --- SQL compilation ------------------------------------------------------------------------
+
+
+class SqlContext:
+    """What a condition compiles against: the datapoints table (or alias), the metadata and
+    fields tables, the dialect and the point in time (``as_of_us``; None: current values)."""
+
+    def __init__(self, dp: Any, dialect: str, as_of_us: int | None = None) -> None:
+        from .db import fields, metadata_values
+
+        self.dp = dp
+        self.dialect = dialect
+        self.as_of_us = as_of_us
+        self.metadata_values = metadata_values
+        self.fields = fields
+
+    def current(self, m: Any) -> ColumnElement[bool]:
+        """Rows of metadata alias ``m`` valid at the context's time."""
+        if self.as_of_us is None:
+            return m.c.valid_to.is_(None)
+        return sa.and_(
+            m.c.valid_from <= self.as_of_us,
+            sa.or_(m.c.valid_to.is_(None), m.c.valid_to > self.as_of_us),
+        )
+
+    def strpos(self, haystack: Any, needle: Any) -> ColumnElement[bool]:
+        """Case-sensitive substring test, the same on every backend."""
+        if self.dialect == "sqlite":
+            return sa.func.instr(haystack, needle) > 0
+        if self.dialect == "postgresql":
+            return sa.func.strpos(haystack, needle) > 0
+        return haystack.contains(needle, autoescape=True)
+
+
+def builtin_column(ctx: SqlContext, name: str) -> Any:
+    dp = ctx.dp
+    if name == "datapoint_id":
+        return dp.c.id
+    if name == "short_edge":
+        return sa.case((dp.c.width < dp.c.height, dp.c.width), else_=dp.c.height)
+    if name == "pixel_count":
+        return sa.cast(dp.c.width, sa.BigInteger) * dp.c.height
+    if name == "created_at":
+        return dp.c.created_at
+    return dp.c[name]
+
+
+def _compare(col: Any, op: str, value: Any) -> ColumnElement[bool]:
+    if op == "eq":
+        return col == value
+    if op == "ne":
+        return col != value
+    if op == "gt":
+        return col > value
+    if op == "ge":
+        return col >= value
+    if op == "lt":
+        return col < value
+    return col <= value
+
+
+def _value_clause(ctx: SqlContext, m: Any, op: str, value: Any) -> ColumnElement[bool]:
+    if op == "contains":
+        return ctx.strpos(m.c.value_str, value)
+    if op == "has_tag":
+        return ctx.strpos(sa.literal(",") + m.c.value_str + sa.literal(","), sa.literal("," + value + ","))
+    vtype = infer_type(value)
+    if vtype == "bool":
+        return _compare(m.c.value_bool, op, bool(value))
+    if vtype in ("int", "float"):
+        v = int(value) if vtype == "int" else float(value)
+        return sa.or_(_compare(m.c.value_int, op, v), _compare(m.c.value_float, op, v))
+    if vtype == "str":
+        return _compare(m.c.value_str, op, value)
+    if vtype == "datetime":
+        return _compare(m.c.value_datetime, op, value)
+    return _compare(m.c.value_blob_hash, op, hashlib.sha256(bytes(value)).hexdigest())
+
+
+def _builtin_clause(ctx: SqlContext, c: Condition) -> ColumnElement[bool]:
+    col = builtin_column(ctx, c.field)
+    if c.op == "is_null" or (c.op == "eq" and c.value is None):
+        return col.is_(None)
+    if c.op == "is_not_null" or (c.op == "ne" and c.value is None):
+        return col.is_not(None)
+    if c.op == "contains":
+        return ctx.strpos(col, c.value)
+    if c.op == "has_tag":
+        return ctx.strpos(sa.literal(",") + col + sa.literal(","), sa.literal("," + c.value + ","))
+    value = c.value
+    if c.field == "created_at":
+        from .db import to_us
+
+        if isinstance(value, _dt.datetime):
+            value = to_us(value)
+    return _compare(col, c.op, value)
+
+
+def compile_query(q: Query, ctx: SqlContext, _depth: int = 0) -> ColumnElement[bool]:
+    """Compile a query to a boolean SQL expression over ``ctx.dp``. Field names and values are
+    bound parameters; metadata fields are found by name in the fields table of the datapoint's
+    own datasource.
+
+    Raises:
+        ValueError: nesting deeper than 64.
+    """
+    if _depth > MAX_DEPTH:
+        raise ValueError(f"query nested deeper than {MAX_DEPTH}")
+    if isinstance(q, And):
+        return sa.and_(*(compile_query(c, ctx, _depth + 1) for c in q.children))
+    if isinstance(q, Or):
+        return sa.or_(*(compile_query(c, ctx, _depth + 1) for c in q.children))
+    if isinstance(q, Not):
+        return sa.not_(compile_query(q.child, ctx, _depth + 1))
+    if not isinstance(q, Condition):
+        raise TypeError(f"not a query: {type(q).__name__}")
+    if q.field in BUILTIN_FIELDS:
+        return _builtin_clause(ctx, q)
+    m = ctx.metadata_values.alias()
+    f = ctx.fields.alias()
+    base = [
+        m.c.datapoint_id == ctx.dp.c.id,
+        f.c.datasource_id == ctx.dp.c.datasource_id,
+        f.c.name == sa.bindparam(None, q.field, type_=sa.String),
+        ctx.current(m),
+    ]
+    op = q.op
+    if op in ("eq", "ne") and q.value is None:
+        op = "is_null" if op == "eq" else "is_not_null"
+    if op not in _UNARY:
+        base.append(_value_clause(ctx, m, op, q.value))
+    exists = sa.exists().select_from(m.join(f, f.c.id == m.c.field_id)).where(*base)
+    return sa.not_(exists) if op == "is_null" else exists
+
+
+def conditions(items: Iterable[Query]) -> Query | None:
+    """AND of the given queries (None when empty)."""
+    items = list(items)
+    return And.of(*items) if items else None

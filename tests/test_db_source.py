@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 import io
 import json
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +31,7 @@ from test_client import buckets, nearest
 import datago
 
 KEY = "test-key-123"
+FORBIDDEN_KEY = "no-access-key"  # a valid token without the right to read: 403
 N_ROWS = 18
 
 
@@ -98,6 +100,14 @@ def make_rows(photos: list[Path]) -> tuple[list[dict[str, Any]], dict[str, bytes
     return rows, files
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up mid-answer (a stopped client, a cancelled fetch) is no error."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class FakeDataroom:
     """A dataroom image API on 127.0.0.1 (see the module docstring)."""
 
@@ -118,7 +128,7 @@ class FakeDataroom:
             def do_GET(self) -> None:
                 outer.handle(self)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
@@ -162,6 +172,10 @@ class FakeDataroom:
         auth = h.headers.get("Authorization")
         with self.lock:
             self.requests.append((parts.path, q, auth))
+        if auth == f"Token {FORBIDDEN_KEY}":
+            body = b'{"detail": "You do not have permission to perform this action."}'
+            self._send(h, 403, body, "application/json")
+            return
         if auth != f"Token {KEY}":
             self._send(h, 401, b'{"detail": "Invalid token."}', "application/json")
             return
@@ -182,8 +196,12 @@ class FakeDataroom:
         rows = list(enumerate(self.rows))
         if q.get("sources"):
             rows = [(i, r) for i, r in rows if r["source"] in q["sources"].split(",")]
+        if q.get("sources__ne"):
+            rows = [(i, r) for i, r in rows if r["source"] not in q["sources__ne"].split(",")]
         if q.get("tags"):
             rows = [(i, r) for i, r in rows if set(r["tags"]) & set(q["tags"].split(","))]
+        if q.get("tags__ne"):
+            rows = [(i, r) for i, r in rows if not set(r["tags"]) & set(q["tags__ne"].split(","))]
         if q.get("partitions_count"):
             n, k = int(q["partitions_count"]), int(q["partition"])
             rows = [(i, r) for i, r in rows if i % n == k]
@@ -363,25 +381,85 @@ def test_random_sampling_is_seeded(room: FakeDataroom, data: tuple) -> None:
     assert path == "/api/images/random/" and q["seed"] == "11"
 
 
-def test_unauthorized_raises_oserror(room: FakeDataroom) -> None:
-    cfg = db_config(room.api_url, source_config={"api_key": "wrong"})
-    with datago.DatagoClient(cfg) as client:
-        with pytest.raises(OSError) as info:
-            client.get_sample(timeout=20)
-    assert "401" in str(info.value) and room.api_url + "images/" in str(info.value)
-    assert "DATAROOM_API_KEY" in str(info.value)
+def test_datago_spellings(room: FakeDataroom, data: tuple) -> None:
+    """The keys of datago's Go db source (sources__ne, tags__ne, return_latents,
+    return_duplicate_state, -1 for an unset rank / world_size) work as they did there."""
+    sc = {
+        "sources__ne": "other",
+        "tags__ne": "even",
+        "return_latents": "segmentation",
+        "return_duplicate_state": True,
+        "rank": -1,
+        "world_size": -1,
+    }
+    samples, _ = load(db_config(room.api_url, rank=1, world_size=2, source_config=sc))
+    want = [r["id"] for i, r in enumerate(data[0]) if r["source"] != "other" and "even" not in r["tags"] and i % 2 == 1]
+    assert sorted(s.id for s in samples) == want and want
+    assert all(set(s.masks) == {"segmentation"} and not s.latents for s in samples)
+    _, q, _ = room.page_requests()[0]
+    assert q["sources__ne"] == "other" and q["tags__ne"] == "even" and q["return_latents"] == "segmentation"
+    assert (q["partitions_count"], q["partition"]) == ("2", "1") and "latents" in q["fields"].split(",")
 
 
-def test_image_404_is_skipped_and_counted(room: FakeDataroom, data: tuple) -> None:
-    room.missing = {"img-004.jpg"}
-    samples, stats = load(db_config(room.api_url, image_config={}))
-    assert sorted(s.id for s in samples) == sorted(r["id"] for r in data[0] if r["id"] != "img-004")
-    assert stats["samples_skipped"] == 1 and stats["skipped_reasons"] == {"fetch_error": 1}
+def _first_error(cfg: dict[str, Any], use_iter: bool) -> BaseException | None:
+    """The exception the first sample raises (get_sample, or iteration), from a thread that must
+    end within 30 s: a refused API is an error, never a hang."""
+    box: list[BaseException | None] = [None]
+
+    def run() -> None:
+        try:
+            with datago.DatagoClient(cfg) as client:
+                if use_iter:
+                    list(client)
+                else:
+                    client.get_sample(timeout=20)
+        except BaseException as e:  # handed to the test
+            box[0] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(30)
+    assert not t.is_alive(), "the client hangs on a refused API"
+    return box[0]
+
+
+@pytest.mark.parametrize("use_iter", [False, True], ids=["get_sample", "iter"])
+@pytest.mark.parametrize(("key", "code"), [("wrong", 401), (FORBIDDEN_KEY, 403)])
+def test_unauthorized_raises_oserror(room: FakeDataroom, key: str, code: int, use_iter: bool) -> None:
+    err = _first_error(db_config(room.api_url, source_config={"api_key": key}), use_iter)
+    assert isinstance(err, OSError), repr(err)
+    assert str(code) in str(err) and room.api_url + "images/" in str(err)
+    assert "DATAROOM_API_KEY" in str(err)
+    assert len(room.page_requests()) == 1  # not retried
+
+
+def test_image_404_is_skipped_and_counted(room: FakeDataroom, data: tuple, capfd: pytest.CaptureFixture[str]) -> None:
+    datago.initialize_logging("warn")
+    capfd.readouterr()
+    # a missing image, and a missing mask of another row
+    room.missing = {"img-004.jpg", "img-007.mask.png"}
+    samples, stats = load(db_config(room.api_url, image_config={}, source_config=FULL))
+    assert sorted(s.id for s in samples) == sorted(r["id"] for r in data[0] if r["id"] not in ("img-004", "img-007"))
+    assert stats["samples_skipped"] == 2 and stats["skipped_reasons"] == {"fetch_error": 2}
+    err = capfd.readouterr().err
+    for rid, url in (("img-004", f"{room.base}/files/img-004.jpg"), ("img-007", f"{room.base}/files/img-007.mask.png")):
+        lines = [ln for ln in err.splitlines() if f"id={rid}" in ln]
+        assert lines and url in lines[0] and "404" in lines[0], err
 
 
 def test_config_errors(room: FakeDataroom, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ValueError, match=r"source_config\.bogus"):
-        datago.DatagoClient(db_config(room.api_url, source_config={"bogus": 1}))
+    for sc, key in (
+        ({"bogus": 1}, "bogus"),
+        ({"tags": {"a": 1}}, "tags"),
+        ({"sources": ["a", ["b"]]}, "sources"),
+        ({"page_size": 5000}, "page_size"),
+        ({"page_size": "ten"}, "page_size"),
+        ({"query": "{not json"}, "query"),
+        ({"sources_ne": "a", "sources__ne": "b"}, "sources__ne"),
+        ({"rank": 3, "world_size": 2}, "rank"),
+    ):
+        with pytest.raises(ValueError, match=rf"source_config\.{key}\b"):
+            datago.DatagoClient(db_config(room.api_url, source_config=sc))
     monkeypatch.delenv("DATAROOM_API_URL", raising=False)
     cfg = db_config(room.api_url)
     del cfg["source_config"]["api_url"]
@@ -393,6 +471,12 @@ def test_config_errors(room: FakeDataroom, monkeypatch: pytest.MonkeyPatch) -> N
     del cfg["source_config"]["api_key"]
     cfg["limit"] = 2
     assert len(load(cfg)[0]) == 2
+    # the config keys win over them
+    monkeypatch.setenv("DATAROOM_API_URL", "http://127.0.0.1:9/api/")
+    monkeypatch.setenv("DATAROOM_API_KEY", "wrong")
+    cfg["source_config"].update(api_url=room.api_url, api_key=KEY)
+    assert len(load(cfg)[0]) == 2
+    assert all(auth == f"Token {KEY}" for _, _, auth in room.page_requests())
 
 
 # -- end to end: datago's engine server ----------------------------------------------------------

@@ -15,6 +15,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +26,7 @@ import (
 
 	"github.com/datago-dev/datago/go/config"
 	"github.com/datago-dev/datago/go/fetch/remote"
+	"github.com/datago-dev/datago/go/stats"
 )
 
 // DBConfig is source_config for source_type "db": Photoroom datago's dataroom source. The keys and
@@ -36,7 +39,7 @@ type DBConfig struct {
 
 	Sources   dbParam `json:"sources"`    // comma-separated (a JSON list is joined)
 	SourcesNE dbParam `json:"sources_ne"` // → sources__ne
-	PageSize  int     `json:"page_size"`  // results per page (default 512)
+	PageSize  int     `json:"page_size"`  // results per page (default 512, at most 2000)
 
 	// RequireImages asks for image_direct_url and skips (and counts) rows without it (default
 	// true); false does not load images at all, as in datago.
@@ -55,6 +58,9 @@ type DBConfig struct {
 	LacksMasks      dbParam `json:"lacks_masks"`
 	HasLatents      dbParam `json:"has_latents"` // also asks for the latents field, these latents returned
 	LacksLatents    dbParam `json:"lacks_latents"`
+	// ReturnLatents adds latent types to those returned (return_latents = has_latents, has_masks
+	// and these); set, it also asks for the latents field.
+	ReturnLatents dbParam `json:"return_latents"`
 
 	// Bounds on the short edge and pixel count; <= 0 (datago's -1) is no bound.
 	MinShortEdge  int `json:"min_short_edge"`
@@ -74,8 +80,16 @@ type DBConfig struct {
 	Seed           *int64 `json:"seed"`
 
 	// Rank splitting is done by the server (partitions_count / partition), disjoint and complete.
+	// Absent, null or -1 (datago's "unset") take the top-level rank / world_size.
 	Rank      *int `json:"rank"`
 	WorldSize *int `json:"world_size"`
+
+	// The spellings of datago's Go db source, accepted as they were: sources__ne and tags__ne
+	// for sources_ne and tags_ne (setting both spellings is an error), and return_duplicate_state
+	// (duplicate_state is always asked for).
+	SourcesNEGo          dbParam `json:"sources__ne"`
+	TagsNEGo             dbParam `json:"tags__ne"`
+	ReturnDuplicateState *bool   `json:"return_duplicate_state"`
 
 	// Extensions of datago's own engine server (python/datago/engine), sent only when set:
 	// an engine query (JSON text or object) AND-ed with the filters, and a time-travel instant.
@@ -86,6 +100,8 @@ type DBConfig struct {
 // Defaults and limits of the db source.
 const (
 	DefaultDBPageSize = 512
+	// MaxDBPageSize is the largest page_size of the dataroom image API.
+	MaxDBPageSize = 2000
 	// dbPagesAhead is how many decoded pages may wait for the emitter; the page reader blocks
 	// beyond that, so that listing never runs far ahead of the workers.
 	dbPagesAhead = 2
@@ -93,6 +109,9 @@ const (
 	dbMaxPageBytes = 256 << 20
 	// dbWarnSkips: the first skips of each reason are logged as warnings, the rest at debug level.
 	dbWarnSkips = 10
+	// dbLoopWindow is how many of the latest page URLs are remembered to catch a next link that
+	// loops back: the memory stays the same however many pages a listing has.
+	dbLoopWindow = 1024
 )
 
 // Environment variables of the db source (datago's).
@@ -108,8 +127,15 @@ const (
 )
 
 // dbParam is a filter value: a JSON string, or a list of strings / numbers (joined with ","), a
-// number or a boolean (their JSON text). null and "" mean unset.
+// number or a boolean (their JSON text). null and "" mean unset. Another JSON value fails as a
+// *json.UnmarshalTypeError, which the decoder completes with the key's name (config.DecodeStrict
+// reports it as a ValueError naming source_config.<key>).
 type dbParam string
+
+// dbParamError is the error of a value dbParam does not take.
+func dbParamError(what string) error {
+	return &json.UnmarshalTypeError{Value: what, Type: reflect.TypeFor[string]()}
+}
 
 func (p *dbParam) UnmarshalJSON(b []byte) error {
 	t := bytes.TrimSpace(b)
@@ -141,7 +167,7 @@ func (p *dbParam) UnmarshalJSON(b []byte) error {
 			case json.Number:
 				parts = append(parts, x.String())
 			default:
-				return fmt.Errorf("expected a list of strings, got %s", t)
+				return dbParamError("list holding " + jsonKind(v))
 			}
 		}
 		*p = dbParam(strings.Join(parts, ","))
@@ -152,11 +178,26 @@ func (p *dbParam) UnmarshalJSON(b []byte) error {
 	default:
 		var n json.Number
 		if err := json.Unmarshal(t, &n); err != nil {
-			return fmt.Errorf("expected a string or a list of strings, got %s", t)
+			return dbParamError("object")
 		}
 		*p = dbParam(n.String())
 		return nil
 	}
+}
+
+// jsonKind names the kind of a decoded JSON value, for error messages.
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "a boolean"
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "an object"
+	}
+	return fmt.Sprintf("%T", v)
 }
 
 // dbTags are a row's tags: a list of strings (null entries dropped), or one comma-separated string.
@@ -240,8 +281,7 @@ type DB struct {
 	rank, worldSize int
 	http            *remote.Client
 
-	mu      sync.Mutex
-	skipped map[string]int64
+	skipped stats.Counts
 }
 
 func init() { Register("db", NewDB) }
@@ -272,11 +312,15 @@ func NewDB(raw []byte, c *config.Config) (Source, error) {
 		key = getenv(EnvDataroomKey)
 	}
 	key = strings.TrimSpace(key)
-	if dc.PageSize < 0 {
-		return nil, config.Errorf(config.KindValue, "config key source_config.page_size must be > 0, got %d", dc.PageSize)
+	if dc.PageSize < 0 || dc.PageSize > MaxDBPageSize {
+		return nil, config.Errorf(config.KindValue, "config key source_config.page_size must be in [1, %d] (the image API's largest page), got %d",
+			MaxDBPageSize, dc.PageSize)
 	}
 	if dc.PageSize == 0 {
 		dc.PageSize = DefaultDBPageSize
+	}
+	if err := dc.merge(); err != nil {
+		return nil, err
 	}
 	d := &DB{
 		images:        strings.TrimSuffix(apiURL, "/") + "/images/",
@@ -284,7 +328,6 @@ func NewDB(raw []byte, c *config.Config) (Source, error) {
 		key:           key,
 		requireImages: dc.RequireImages == nil || *dc.RequireImages,
 		seed:          dc.Seed,
-		skipped:       map[string]int64{},
 	}
 	if dc.RandomSampling {
 		d.images += "random/"
@@ -304,6 +347,40 @@ func NewDB(raw []byte, c *config.Config) (Source, error) {
 	return d, nil
 }
 
+// merge folds datago's other spellings and "unset" values into the fields the source reads, and
+// checks the engine query.
+func (dc *DBConfig) merge() error {
+	for _, a := range []struct {
+		name, goName string
+		v, goV       *dbParam
+	}{
+		{"sources_ne", "sources__ne", &dc.SourcesNE, &dc.SourcesNEGo},
+		{"tags_ne", "tags__ne", &dc.TagsNE, &dc.TagsNEGo},
+	} {
+		if *a.goV == "" {
+			continue
+		}
+		if *a.v != "" {
+			return config.Errorf(config.KindValue, "config keys source_config.%s and source_config.%s are the same filter: set one of them",
+				a.name, a.goName)
+		}
+		*a.v, *a.goV = *a.goV, ""
+	}
+	for _, v := range []**int{&dc.Rank, &dc.WorldSize} {
+		if *v != nil && **v == -1 {
+			*v = nil
+		}
+	}
+	if q := strings.TrimSpace(string(dc.Query)); q != "" {
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(q), &obj); err != nil || obj == nil {
+			return config.Errorf(config.KindValue, "config key source_config.query must be an engine query: a JSON object, or a string holding one; got %s",
+				snippet([]byte(q)))
+		}
+	}
+	return nil
+}
+
 // getenv reads the process environment through libc: in libdatago.so, Go's own copy of the
 // environment is taken when the library loads, and misses what Python sets later (os.environ
 // calls putenv). Go's os.Setenv reaches libc too (cgo), so tests see their t.Setenv.
@@ -316,24 +393,25 @@ func getenv(key string) string {
 	return ""
 }
 
-// params are the query parameters of the first page, as datago sends them.
+// params are the query parameters of the first page, as datago sends them: only dataroom's
+// documented names, a filter only when it is set; query and as_of (engine extensions) only when
+// set.
 func (d *DB) params(dc *DBConfig) url.Values {
 	q := url.Values{}
-	set := func(k string, v dbParam) {
-		if v != "" {
-			q.Set(k, string(v))
-		}
-	}
-	setInt := func(k string, v int) {
-		if v > 0 {
-			q.Set(k, strconv.Itoa(v))
+	// the latents returned are the ones asked for
+	var ret []string
+	for _, v := range []dbParam{dc.HasLatents, dc.HasMasks, dc.ReturnLatents} {
+		for _, t := range strings.Split(string(v), ",") {
+			if t = strings.TrimSpace(t); t != "" && !slices.Contains(ret, t) {
+				ret = append(ret, t)
+			}
 		}
 	}
 	fields := []string{"id", "source", "attributes", "width", "height", "tags", "duplicate_state"}
 	if d.requireImages {
 		fields = append(fields, "image_direct_url")
 	}
-	if dc.HasLatents != "" || dc.HasMasks != "" {
+	if len(ret) > 0 {
 		fields = append(fields, "latents")
 	}
 	if dc.RequireEmbeddings {
@@ -341,33 +419,34 @@ func (d *DB) params(dc *DBConfig) url.Values {
 	}
 	q.Set("fields", strings.Join(fields, ","))
 	q.Set("page_size", strconv.Itoa(dc.PageSize))
-	set("sources", dc.Sources)
-	set("sources__ne", dc.SourcesNE)
-	set("tags", dc.Tags)
-	set("tags__ne", dc.TagsNE)
-	set("tags__all", dc.TagsAll)
-	set("tags__ne_all", dc.TagsNEAll)
-	set("tags__empty", dc.TagsEmpty)
-	set("has_attributes", dc.HasAttributes)
-	set("lacks_attributes", dc.LacksAttributes)
-	set("has_masks", dc.HasMasks)
-	set("lacks_masks", dc.LacksMasks)
-	set("has_latents", dc.HasLatents)
-	set("lacks_latents", dc.LacksLatents)
-	// the latents returned are the ones asked for
-	var ret []string
-	for _, v := range []dbParam{dc.HasLatents, dc.HasMasks} {
-		if v != "" {
-			ret = append(ret, string(v))
+	for _, f := range []struct {
+		key string
+		v   dbParam
+	}{
+		{"sources", dc.Sources}, {"sources__ne", dc.SourcesNE},
+		{"tags", dc.Tags}, {"tags__ne", dc.TagsNE}, {"tags__all", dc.TagsAll},
+		{"tags__ne_all", dc.TagsNEAll}, {"tags__empty", dc.TagsEmpty},
+		{"has_attributes", dc.HasAttributes}, {"lacks_attributes", dc.LacksAttributes},
+		{"has_masks", dc.HasMasks}, {"lacks_masks", dc.LacksMasks},
+		{"has_latents", dc.HasLatents}, {"lacks_latents", dc.LacksLatents},
+		{"return_latents", dbParam(strings.Join(ret, ","))},
+		{"attributes", dc.Attributes},
+	} {
+		if f.v != "" {
+			q.Set(f.key, string(f.v))
 		}
 	}
-	if len(ret) > 0 {
-		q.Set("return_latents", strings.Join(ret, ","))
+	for _, f := range []struct {
+		key string
+		v   int
+	}{
+		{"short_edge__gte", dc.MinShortEdge}, {"short_edge__lte", dc.MaxShortEdge},
+		{"pixel_count__gte", dc.MinPixelCount}, {"pixel_count__lte", dc.MaxPixelCount},
+	} {
+		if f.v > 0 {
+			q.Set(f.key, strconv.Itoa(f.v))
+		}
 	}
-	setInt("short_edge__gte", dc.MinShortEdge)
-	setInt("short_edge__lte", dc.MaxShortEdge)
-	setInt("pixel_count__gte", dc.MinPixelCount)
-	setInt("pixel_count__lte", dc.MaxPixelCount)
 	if ds := dc.DuplicateState; ds != nil && *ds >= 0 {
 		if *ds == 0 {
 			q.Set("duplicate_state", "None")
@@ -375,7 +454,6 @@ func (d *DB) params(dc *DBConfig) url.Values {
 			q.Set("duplicate_state", strconv.Itoa(*ds))
 		}
 	}
-	set("attributes", dc.Attributes)
 	if d.worldSize > 1 {
 		q.Set("partitions_count", strconv.Itoa(d.worldSize))
 		q.Set("partition", strconv.Itoa(d.rank))
@@ -402,21 +480,10 @@ func (d *DB) FirstURL(epoch int64) string {
 }
 
 // Skipped returns the rows the latest run skipped, per reason (merged into the client's stats).
-func (d *DB) Skipped() map[string]int64 {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	m := make(map[string]int64, len(d.skipped))
-	for k, v := range d.skipped {
-		m[k] = v
-	}
-	return m
-}
+func (d *DB) Skipped() map[string]int64 { return d.skipped.Snapshot() }
 
 func (d *DB) skip(reason, id, pageURL string, detail any) {
-	d.mu.Lock()
-	d.skipped[reason]++
-	n := d.skipped[reason]
-	d.mu.Unlock()
+	n := d.skipped.Add(reason)
 	log := slog.Debug
 	if n <= dbWarnSkips {
 		log = slog.Warn
@@ -460,9 +527,7 @@ type dbPage struct {
 // returned by then.
 func (d *DB) Run(ctx context.Context, out chan<- *Item) error {
 	epoch := d.epoch.Add(1) - 1
-	d.mu.Lock()
-	d.skipped = map[string]int64{}
-	d.mu.Unlock()
+	d.skipped.Reset()
 	pctx, cancel := context.WithCancel(ctx)
 	pages := make(chan dbPage, dbPagesAhead)
 	var wg sync.WaitGroup
@@ -504,15 +569,14 @@ func (d *DB) readPages(ctx context.Context, first string, pages chan<- dbPage) {
 			return false
 		}
 	}
-	seen := map[string]bool{}
+	var recent recentURLs
 	next := first
 	n := 0
 	for next != "" {
-		if seen[next] {
+		if !recent.add(next) {
 			send(dbPage{err: config.Errorf(config.KindOS, "db source: the API's next link loops back to %s", next)})
 			return
 		}
-		seen[next] = true
 		u, rows, nextURL, err := d.page(ctx, next)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -527,6 +591,33 @@ func (d *DB) readPages(ctx context.Context, first string, pages chan<- dbPage) {
 		next = nextURL
 	}
 	slog.Debug("datago: db source: listing done", "pages", n, "first", first)
+}
+
+// recentURLs remembers the latest dbLoopWindow page URLs (a next link back to one of them is a
+// loop), in fixed memory.
+type recentURLs struct {
+	set  map[string]struct{}
+	ring []string
+	i    int
+}
+
+// add remembers u; false when u is remembered already.
+func (r *recentURLs) add(u string) bool {
+	if _, ok := r.set[u]; ok {
+		return false
+	}
+	if r.set == nil {
+		r.set = make(map[string]struct{})
+	}
+	if len(r.ring) < dbLoopWindow {
+		r.ring = append(r.ring, u)
+	} else {
+		delete(r.set, r.ring[r.i])
+		r.ring[r.i] = u
+		r.i = (r.i + 1) % dbLoopWindow
+	}
+	r.set[u] = struct{}{}
+	return true
 }
 
 // dbAnswer is a page of the image API.

@@ -582,19 +582,32 @@ func TestDBPageErrors(t *testing.T) {
 		_, err := dbRun(t, context.Background(), d)
 		wantOSError(t, err, "loops")
 	})
-	t.Run("500 then ok", func(t *testing.T) {
+	// twice answers the page at cursor 4 with fail, twice; the other requests as usual
+	twice := func(fail func(w http.ResponseWriter)) func(http.ResponseWriter, *http.Request, int) bool {
 		var mu sync.Mutex
-		failed := 0
-		f.hook = func(w http.ResponseWriter, r *http.Request, cursor int) bool {
+		n := 0
+		return func(w http.ResponseWriter, r *http.Request, cursor int) bool {
 			mu.Lock()
 			defer mu.Unlock()
-			if cursor == 4 && failed < 2 {
-				failed++
-				w.WriteHeader(http.StatusInternalServerError)
+			if cursor == 4 && n < 2 {
+				n++
+				fail(w)
 				return true
 			}
 			return false
 		}
+	}
+	// cutBody promises more than it sends, then drops the connection (no Range support either)
+	cutBody := func(w http.ResponseWriter) {
+		w.Header().Set("Content-Length", "100000")
+		w.Write([]byte(`{"next": null, "results": [`))
+		w.(http.Flusher).Flush()
+		conn, _, _ := w.(http.Hijacker).Hijack()
+		conn.Close()
+	}
+	// allRows runs a source with pages of 4 and wants every row, in order
+	allRows := func(t *testing.T) *config.Config {
+		t.Helper()
 		defer func() { f.hook = nil }()
 		d, c := mustDB(t, f.config(map[string]any{"page_size": 4}), nil)
 		items, err := dbRun(t, context.Background(), d)
@@ -604,7 +617,11 @@ func TestDBPageErrors(t *testing.T) {
 		if !reflect.DeepEqual(itemIDs(items), rowIDs(f.rows)) {
 			t.Errorf("ids %v", itemIDs(items))
 		}
-		if n := remote.For(c).Counters().Retries; n != 2 {
+		return c
+	}
+	t.Run("500 then ok", func(t *testing.T) {
+		f.hook = twice(func(w http.ResponseWriter) { w.WriteHeader(http.StatusInternalServerError) })
+		if n := remote.For(allRows(t)).Counters().Retries; n != 2 {
 			t.Errorf("%d retries, want 2", n)
 		}
 	})
@@ -619,40 +636,12 @@ func TestDBPageErrors(t *testing.T) {
 		wantOSError(t, err, "502", f.srv.URL)
 	})
 	t.Run("body cut, page asked again", func(t *testing.T) {
-		var mu sync.Mutex
-		cut := 0
-		f.hook = func(w http.ResponseWriter, r *http.Request, cursor int) bool {
-			mu.Lock()
-			defer mu.Unlock()
-			if cursor == 4 && cut < 2 {
-				cut++
-				// promise more than is sent, then drop the connection (no Range support either)
-				w.Header().Set("Content-Length", "100000")
-				w.Write([]byte(`{"next": null, "results": [`))
-				w.(http.Flusher).Flush()
-				conn, _, _ := w.(http.Hijacker).Hijack()
-				conn.Close()
-				return true
-			}
-			return false
-		}
-		defer func() { f.hook = nil }()
-		d, _ := mustDB(t, f.config(map[string]any{"page_size": 4}), nil)
-		items, err := dbRun(t, context.Background(), d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !reflect.DeepEqual(itemIDs(items), rowIDs(f.rows)) {
-			t.Errorf("ids %v", itemIDs(items))
-		}
+		f.hook = twice(cutBody)
+		allRows(t)
 	})
 	t.Run("body always cut", func(t *testing.T) {
 		f.hook = func(w http.ResponseWriter, r *http.Request, cursor int) bool {
-			w.Header().Set("Content-Length", "100000")
-			w.Write([]byte(`{"next": null, "results": [`))
-			w.(http.Flusher).Flush()
-			conn, _, _ := w.(http.Hijacker).Hijack()
-			conn.Close()
+			cutBody(w)
 			return true
 		}
 		defer func() { f.hook = nil }()
@@ -781,12 +770,25 @@ func TestDBConfigErrors(t *testing.T) {
 	}
 	api := "http://127.0.0.1:1/api/"
 	check(map[string]any{"api_url": api, "bogus": 1}, config.KindValue, "source_config.bogus")
-	check(map[string]any{"api_url": api, "sources__ne": "x"}, config.KindValue, "source_config.sources__ne")
+	check(map[string]any{"api_url": api, "sources_ne": "x", "sources__ne": "y"}, config.KindValue, "source_config.sources_ne", "source_config.sources__ne")
+	check(map[string]any{"api_url": api, "tags_ne": "x", "tags__ne": "y"}, config.KindValue, "source_config.tags_ne", "source_config.tags__ne")
 	check(map[string]any{}, config.KindValue, EnvDataroomURL)
 	check(map[string]any{"api_url": "ftp://host/api/"}, config.KindValue, "scheme")
-	check(map[string]any{"api_url": api, "page_size": -1}, config.KindValue, "page_size")
-	check(map[string]any{"api_url": api, "tags": map[string]any{"a": 1}}, config.KindValue, "source_config")
+	check(map[string]any{"api_url": api, "page_size": -1}, config.KindValue, "source_config.page_size")
+	check(map[string]any{"api_url": api, "page_size": MaxDBPageSize + 1}, config.KindValue, "source_config.page_size", "2000")
+	check(map[string]any{"api_url": api, "page_size": "ten"}, config.KindValue, "source_config.page_size")
+	// a filter of the wrong JSON type names its key
+	check(map[string]any{"api_url": api, "tags": map[string]any{"a": 1}}, config.KindValue, "source_config.tags", "object")
+	check(map[string]any{"api_url": api, "sources": []any{"a", map[string]any{"x": 1}}}, config.KindValue, "source_config.sources", "list holding an object")
+	check(map[string]any{"api_url": api, "has_masks": []any{true}}, config.KindValue, "source_config.has_masks")
+	check(map[string]any{"api_url": api, "return_latents": map[string]any{}}, config.KindValue, "source_config.return_latents")
+	check(map[string]any{"api_url": api, "require_images": "yes"}, config.KindValue, "source_config.require_images")
+	check(map[string]any{"api_url": api, "query": "{not json"}, config.KindValue, "source_config.query")
+	check(map[string]any{"api_url": api, "query": 5}, config.KindValue, "source_config.query")
+	check(map[string]any{"api_url": api, "query": []any{1}}, config.KindValue, "source_config.query")
 	check(map[string]any{"api_url": api, "world_size": 0}, config.KindValue, "world_size")
+	check(map[string]any{"api_url": api, "rank": -2}, config.KindValue, "source_config.rank")
+	check(map[string]any{"api_url": api, "rank": 2, "world_size": -1}, config.KindValue, "source_config.rank") // -1: the top-level world_size (1)
 	if _, _, err := newDBSource(t, map[string]any{"api_url": api}, map[string]any{"http_read_timeout": -1}); err == nil {
 		t.Errorf("negative http_read_timeout accepted")
 	}
@@ -807,6 +809,83 @@ func TestDBConfigErrors(t *testing.T) {
 	d, _ = mustDB(t, map[string]any{"api_key": "other"}, nil)
 	if _, err := dbRun(t, context.Background(), d); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Errorf("api_key did not override %s: %v", EnvDataroomKey, err)
+	}
+}
+
+// TestDBDatagoSpellings: the keys of datago's Go db source, and its -1 for "unset", are taken.
+func TestDBDatagoSpellings(t *testing.T) {
+	var f *fakeRoom
+	f = newFakeRoom(t, nil)
+	f.rows = plainRows(func() string { return f.srv.URL }, 6)
+	d, _ := mustDB(t, f.config(map[string]any{
+		"sources__ne": "junk", "tags__ne": "bad", "has_masks": "seg", "return_latents": "seg, vae",
+		"return_duplicate_state": true, "rank": -1, "world_size": -1, "duplicate_state": -1, "min_short_edge": -1,
+	}), map[string]any{"rank": 1, "world_size": 2})
+	items, err := dbRun(t, context.Background(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := itemIDs(items), []string{"row-0001", "row-0003", "row-0005"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("ids %v, want %v (rank 1 of 2 from the top-level keys)", got, want)
+	}
+	want := url.Values{
+		"fields":           {"id,source,attributes,width,height,tags,duplicate_state,image_direct_url,latents"},
+		"page_size":        {"512"},
+		"sources__ne":      {"junk"},
+		"tags__ne":         {"bad"},
+		"has_masks":        {"seg"},
+		"return_latents":   {"seg,vae"},
+		"partitions_count": {"2"},
+		"partition":        {"1"},
+	}
+	if got := f.pageRequests()[0].URL.Query(); !reflect.DeepEqual(got, want) {
+		t.Errorf("query\n got %v\nwant %v", got, want)
+	}
+	// return_latents alone asks for the latents field too
+	d, _ = mustDB(t, f.config(map[string]any{"return_latents": []string{"vae"}}), nil)
+	if _, err := dbRun(t, context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	reqs := f.pageRequests()
+	if q := reqs[len(reqs)-1].URL.Query(); !strings.HasSuffix(q.Get("fields"), ",latents") || q.Get("return_latents") != "vae" {
+		t.Errorf("query %v", q)
+	}
+}
+
+// TestDBLoopWindow: a next link back to any of the latest dbLoopWindow pages is caught, in fixed
+// memory however long the listing.
+func TestDBLoopWindow(t *testing.T) {
+	var r recentURLs
+	for i := 0; i < 5*dbLoopWindow; i++ {
+		if !r.add(fmt.Sprint("u", i)) {
+			t.Fatalf("u%d taken for a repeat", i)
+		}
+	}
+	if len(r.set) != dbLoopWindow || len(r.ring) != dbLoopWindow {
+		t.Errorf("%d URLs remembered, want %d", len(r.set), dbLoopWindow)
+	}
+	if r.add(fmt.Sprint("u", 5*dbLoopWindow-1)) || r.add(fmt.Sprint("u", 4*dbLoopWindow)) {
+		t.Errorf("a repeat of a recent URL was not caught")
+	}
+	if !r.add("u0") {
+		t.Errorf("an URL older than the window is still remembered")
+	}
+	// a cycle over three pages, end to end
+	var f *fakeRoom
+	f = newFakeRoom(t, nil)
+	f.rows = plainRows(func() string { return f.srv.URL }, 9)
+	f.hook = func(w http.ResponseWriter, r *http.Request, cursor int) bool {
+		next := (cursor + 3) % 9 // 0 → 3 → 6 → 0
+		json.NewEncoder(w).Encode(map[string]any{
+			"next":    fmt.Sprintf("%s/api/images/?page_size=3&cursor=%d", f.srv.URL, next),
+			"results": f.rows[cursor : cursor+3],
+		})
+		return true
+	}
+	d, _ := mustDB(t, f.config(map[string]any{"page_size": 3}), nil)
+	items, err := dbRun(t, context.Background(), d)
+	if len(items) > 9+3 || err == nil || !strings.Contains(err.Error(), "loops back") {
+		t.Errorf("%d items, error %v", len(items), err)
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/datago-dev/datago/go/cmem"
 	"github.com/datago-dev/datago/go/config"
 	"github.com/datago-dev/datago/go/fetch/remote"
+	"github.com/datago-dev/datago/go/stats"
 )
 
 // WebDatasetConfig is source_config for source_type "webdataset".
@@ -99,8 +100,7 @@ type WebDataset struct {
 	maxBytes        int64
 	http            *remote.Client // nil when every shard is local
 
-	mu      sync.Mutex
-	skipped map[string]int64
+	skipped stats.Counts
 }
 
 type shard struct {
@@ -129,7 +129,6 @@ func NewWebDataset(raw []byte, c *config.Config) (Source, error) {
 		bufferSize:  wc.ShuffleBufferSize,
 		token:       wc.AuthToken,
 		maxBytes:    c.MaxFileBytes,
-		skipped:     map[string]int64{},
 	}
 	if w.ref == "" {
 		w.ref = "jpg"
@@ -319,24 +318,11 @@ func (w *WebDataset) Shards() []string {
 }
 
 // Skipped returns the counters of the latest run: samples skipped by the source, per reason, and
-// truncated shards (ReasonTruncated). Each skip is also logged (warn). The pipeline does not merge
-// these into the client's stats yet: it can, through an optional interface
-// `interface{ Skipped() map[string]int64 }` on the source.
-func (w *WebDataset) Skipped() map[string]int64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	m := make(map[string]int64, len(w.skipped))
-	for k, v := range w.skipped {
-		m[k] = v
-	}
-	return m
-}
+// truncated shards (ReasonTruncated). Each skip is also logged (warn). The pipeline merges them into
+// the client's stats (skipped_reasons).
+func (w *WebDataset) Skipped() map[string]int64 { return w.skipped.Snapshot() }
 
-func (w *WebDataset) skip(reason string) {
-	w.mu.Lock()
-	w.skipped[reason]++
-	w.mu.Unlock()
-}
+func (w *WebDataset) skip(reason string) { w.skipped.Add(reason) }
 
 // plan returns this rank's shards for an epoch, in reading order, and the rng of the shuffle buffer
 // (nil without random_sampling).
@@ -363,9 +349,7 @@ func (w *WebDataset) plan(epoch int64) ([]shard, *rand.Rand) {
 // Run returns.
 func (w *WebDataset) Run(ctx context.Context, out chan<- *Item) error {
 	epoch := w.epoch.Add(1) - 1
-	w.mu.Lock()
-	w.skipped = map[string]int64{}
-	w.mu.Unlock()
+	w.skipped.Reset()
 	shards, rng := w.plan(epoch)
 	var buf []*Item // the shuffle buffer
 	defer func() {

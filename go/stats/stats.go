@@ -31,40 +31,63 @@ func (s *Stage) Done(start time.Time, ok bool) {
 	}
 }
 
+// Counts are named counters (samples skipped, per reason), safe for concurrent use. The zero
+// value is ready to use. The pipeline and the sources that drop samples themselves share it.
+type Counts struct {
+	mu sync.Mutex
+	m  map[string]int64
+}
+
+// Add counts one more of name and returns the new count.
+func (c *Counts) Add(name string) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]int64{}
+	}
+	c.m[name]++
+	return c.m[name]
+}
+
+// Snapshot returns a copy of the counters (an empty map when nothing was counted).
+func (c *Counts) Snapshot() map[string]int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := make(map[string]int64, len(c.m))
+	for k, v := range c.m {
+		m[k] = v
+	}
+	return m
+}
+
+// Reset sets every counter back to zero.
+func (c *Counts) Reset() {
+	c.mu.Lock()
+	c.m = nil
+	c.mu.Unlock()
+}
+
 // Stats is shared by the stages of one pipeline run.
 type Stats struct {
 	List, Fetch, Process, Output Stage
 	BytesRead                    atomic.Int64
 	Produced                     atomic.Int64
-	mu                           sync.Mutex
-	skipped                      map[string]int64
+	skipped                      Counts
 	started                      time.Time
 }
 
 // New returns zeroed stats with the stage names set.
 func New() *Stats {
-	s := &Stats{skipped: map[string]int64{}, started: time.Now()}
+	s := &Stats{started: time.Now()}
 	s.List.Name, s.Fetch.Name, s.Process.Name, s.Output.Name = "list", "fetch", "process", "output"
 	return s
 }
 
 // Skip counts a sample skipped for reason.
-func (s *Stats) Skip(reason string) {
-	s.mu.Lock()
-	s.skipped[reason]++
-	s.mu.Unlock()
-}
+func (s *Stats) Skip(reason string) { s.skipped.Add(reason) }
 
 // Skipped returns a copy of the skip counters.
-func (s *Stats) Skipped() map[string]int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m := make(map[string]int64, len(s.skipped))
-	for k, v := range s.skipped {
-		m[k] = v
-	}
-	return m
-}
+func (s *Stats) Skipped() map[string]int64 { return s.skipped.Snapshot() }
 
 // StageSnapshot is one stage in a Snapshot.
 type StageSnapshot struct {

@@ -12,4 +12,8 @@
 int dg_resample(const uint8_t *src, int sw, int sh, size_t sstride, int bands, uint8_t *dst,
                 int dw, int dh, int dps);
 
+// Chooses the SIMD path of dg_resample, for tests and benchmarks: 2 AVX2 (when the CPU has it),
+// 0 SSE2 only, -1 detect again. Returns the level in use before the call.
+int dg_resample_simd(int level);
+
 #endif

@@ -180,6 +180,10 @@ func boolInt(b bool) C.int {
 	return 0
 }
 
+// resampleSIMD selects the resampler's SIMD path (2 AVX2 when available, 0 SSE2 only, -1 detect)
+// and returns the previous level; tests use it to check that the paths agree byte for byte.
+func resampleSIMD(level int) int { return int(C.dg_resample_simd(C.int(level))) }
+
 // Resample runs the hot-path resampler (Lanczos-3, fixed point) on a Go image: src is sw x sh
 // pixels of `bands` interleaved 8-bit channels; the result is dw x dh pixels of dps bytes.
 // The pipeline calls the C function directly; this wrapper exists for tests and tools.

@@ -29,6 +29,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/datago-dev/datago/go/cmem"
 	"github.com/datago-dev/datago/go/config"
@@ -259,9 +260,38 @@ type StatusError struct {
 	URL    string
 	Code   int
 	Status string
+	Body   string // the start of the answer's body, one line (servers explain a 400 there)
 }
 
-func (e *StatusError) Error() string { return fmt.Sprintf("GET %s: HTTP %s", e.URL, e.Status) }
+func (e *StatusError) Error() string {
+	msg := fmt.Sprintf("GET %s: HTTP %s", e.URL, e.Status)
+	if e.Body != "" {
+		msg += ": " + e.Body
+	}
+	return msg
+}
+
+// maxErrorBody is how much of an error answer's body a StatusError quotes.
+const maxErrorBody = 200
+
+// errorBody reads the start of an error answer's body as one printable line.
+func errorBody(r io.Reader) string {
+	b, _ := io.ReadAll(io.LimitReader(r, maxErrorBody))
+	s := strings.Map(func(c rune) rune {
+		switch {
+		case c == '\n' || c == '\r' || c == '\t':
+			return ' '
+		case c < 0x20 || c == 0x7f || c == utf8.RuneError:
+			return -1
+		}
+		return c
+	}, string(b))
+	s = strings.TrimSpace(s)
+	if len(b) == maxErrorBody {
+		s += "…"
+	}
+	return s
+}
 
 // Unwrap gives the user-facing kind: FileNotFoundError for 404 and 410, OSError otherwise.
 func (e *StatusError) Unwrap() error {
@@ -423,7 +453,7 @@ func (c *Client) open(ctx context.Context, rawURL string, o *options, rng rangeS
 		case resp.StatusCode >= 200 && resp.StatusCode <= 299:
 			return &response{Response: resp, cancel: cancel}, nil
 		default:
-			fail = &StatusError{URL: rawURL, Code: resp.StatusCode, Status: resp.Status}
+			fail = &StatusError{URL: rawURL, Code: resp.StatusCode, Status: resp.Status, Body: errorBody(resp.Body)}
 			isFinal = !retryableStatus(resp.StatusCode)
 			after, hasAfter = retryAfter(resp.Header.Get("Retry-After"), time.Now())
 			_, _ = io.CopyN(io.Discard, resp.Body, 64<<10) // lets the connection be reused

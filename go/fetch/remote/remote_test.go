@@ -145,7 +145,7 @@ func TestStatusErrorsNameTheURL(t *testing.T) {
 		case "/missing":
 			http.NotFound(w, r)
 		default:
-			http.Error(w, "no", http.StatusForbidden)
+			http.Error(w, "{\"error\": \"token is read-only\"}\n", http.StatusForbidden)
 		}
 	})
 	c := New(fast())
@@ -161,6 +161,9 @@ func TestStatusErrorsNameTheURL(t *testing.T) {
 		var se *StatusError
 		if !errors.As(err, &se) {
 			t.Errorf("%s: %T is not a *StatusError", path, err)
+		}
+		if path == "/secret" && !strings.HasSuffix(desc, `HTTP 403 Forbidden: {"error": "token is read-only"}`) {
+			t.Errorf("%s: error %q does not quote the server's explanation", path, desc)
 		}
 	}
 	if n := len(s.requests()); n != 2 {

@@ -5,10 +5,11 @@ package transform
 /*
 #cgo pkg-config: vips
 #cgo CFLAGS: -O3
-#cgo LDFLAGS: -lm
+#cgo LDFLAGS: -lm -ldeflate
 #include <stdlib.h>
 #include "vips.h"
 #include "resample.h"
+#include "pngdec.h"
 */
 import "C"
 
@@ -179,6 +180,10 @@ func boolInt(b bool) C.int {
 	}
 	return 0
 }
+
+// pngFast turns our PNG decoder on (1) or off (0: libvips decodes every PNG), or only reports
+// (-1); returns the previous state. Tests compare the two.
+func pngFast(on int) int { return int(C.dg_png_fast(C.int(on))) }
 
 // resampleSIMD selects the resampler's SIMD path (2 AVX2 when available, 0 SSE2 only, -1 detect)
 // and returns the previous level; tests use it to check that the paths agree byte for byte.

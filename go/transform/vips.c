@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "vips.h"
+#include "pngdec.h"
 #include "resample.h"
 
 int dg_init(void) {
@@ -61,16 +62,22 @@ static void step(VipsImage **x, VipsImage *next) {
     *x = next;
 }
 
-// Centre crop of *x to the aspect ratio of tw x th (the window a cover resize keeps).
+// The centre window of a W x H image with the aspect ratio of tw x th (what a cover resize keeps).
+static void crop_window(int W, int H, int tw, int th, int *x0, int *y0, int *cw, int *ch) {
+    double scale = fmax((double)tw / W, (double)th / H);
+    *cw = (int)fmin(W, fmax(1.0, round(tw / scale)));
+    *ch = (int)fmin(H, fmax(1.0, round(th / scale)));
+    *x0 = (W - *cw) / 2;
+    *y0 = (H - *ch) / 2;
+}
+
+// Centre crop of *x to the aspect ratio of tw x th.
 static int centre_crop(VipsImage **x, int tw, int th) {
     VipsImage *in = *x, *t = NULL;
-    double W = in->Xsize, H = in->Ysize;
-    double scale = fmax(tw / W, th / H);
-    int cw = (int)fmin(W, fmax(1.0, round(tw / scale)));
-    int ch = (int)fmin(H, fmax(1.0, round(th / scale)));
+    int x0, y0, cw, ch;
+    crop_window(in->Xsize, in->Ysize, tw, th, &x0, &y0, &cw, &ch);
     if (cw == in->Xsize && ch == in->Ysize) return 0;
-    if (vips_extract_area(in, &t, (in->Xsize - cw) / 2, (in->Ysize - ch) / 2, cw, ch, NULL))
-        return -1;
+    if (vips_extract_area(in, &t, x0, y0, cw, ch, NULL)) return -1;
     step(x, t);
     return 0;
 }
@@ -162,11 +169,12 @@ static int normalise_colour(VipsImage **x, const dg_params *p, int jpeg_out) {
 }
 
 
-// The hot path, for the common case (8-bit grey or RGB, no alpha, not a mask): centre crop with
-// libvips (so only the crop is decoded past the loader), then our own resampler straight into the
-// output buffer. Returns 1 when it does not apply, 0 on success (r filled), -1 on error.
-static int fast_crop_resize(VipsImage **x, int tw, int th, const dg_params *p, int oriented,
-                            dg_result *r) {
+// The hot path, for the common case (8-bit grey or RGB, no alpha, not a mask): the centre crop
+// window decoded (our PNG decoder for PNGs, libvips for the rest, which then decodes only the
+// window past the loader), then our own resampler straight into the output buffer. Returns 1 when
+// it does not apply, 0 on success (r filled), -1 on error.
+static int fast_crop_resize(VipsImage **x, const void *buf, size_t buf_len, int kind, int tw, int th,
+                            const dg_params *p, int oriented, dg_result *r) {
     VipsImage *in = *x, *t = NULL;
     if (p->mask || p->encode != DG_RAW || in->BandFmt != VIPS_FORMAT_UCHAR ||
         (in->Bands != 1 && in->Bands != 3))
@@ -176,22 +184,47 @@ static int fast_crop_resize(VipsImage **x, int tw, int th, const dg_params *p, i
         !(interp == VIPS_INTERPRETATION_B_W && in->Bands == 1))
         return 1;
 
-    if (centre_crop(x, tw, th)) return -1;
-    int cw = (*x)->Xsize, ch = (*x)->Ysize;
-    if (p->to_rgb8 && (*x)->Bands == 1) {
-        VipsImage *in3[3] = {*x, *x, *x};
-        if (vips_bandjoin(in3, &t, 3, NULL)) return -1;
-        step(x, t);
+    const uint8_t *src;
+    size_t stride;
+    int cw, ch, bands;
+    uint8_t *vips_pixels = NULL;
+    dg_png png = {0};
+    const char *png_err = NULL;
+    int png_rc = 1;
+    if (kind == DG_PNG && !(p->to_rgb8 && in->Bands == 1))
+        png_rc = dg_png_decode(buf, buf_len, &png, &png_err);
+    if (png_rc < 0) {
+        vips_error("datago", "%s", png_err);
+        return -1;
     }
-    int bands = (*x)->Bands;
-    size_t src_len = 0;
-    uint8_t *src = vips_image_write_to_memory(*x, &src_len); // the decode happens here
-    if (src == NULL) return -1;
+    if (png_rc == 0 && png.width == in->Xsize && png.height == in->Ysize && png.bands == in->Bands) {
+        int x0, y0;
+        crop_window(png.width, png.height, tw, th, &x0, &y0, &cw, &ch);
+        bands = png.bands;
+        stride = png.stride;
+        src = png.pixels + (size_t)y0 * stride + (size_t)x0 * bands;
+    } else {
+        dg_png_free(&png);
+        if (centre_crop(x, tw, th)) return -1;
+        cw = (*x)->Xsize, ch = (*x)->Ysize;
+        if (p->to_rgb8 && (*x)->Bands == 1) {
+            VipsImage *in3[3] = {*x, *x, *x};
+            if (vips_bandjoin(in3, &t, 3, NULL)) return -1;
+            step(x, t);
+        }
+        bands = (*x)->Bands;
+        size_t src_len = 0;
+        vips_pixels = vips_image_write_to_memory(*x, &src_len); // the decode happens here
+        if (vips_pixels == NULL) return -1;
+        src = vips_pixels;
+        stride = (size_t)cw * bands;
+    }
     int dps = (bands == 3 && p->pad_rgb) ? 4 : bands;
     size_t len = (size_t)tw * th * dps;
     uint8_t *dst = g_malloc(len);
-    int rc = dg_resample(src, cw, ch, (size_t)cw * bands, bands, dst, tw, th, dps);
-    g_free(src);
+    int rc = dg_resample(src, cw, ch, stride, bands, dst, tw, th, dps);
+    g_free(vips_pixels);
+    dg_png_free(&png);
     if (rc) {
         g_free(dst);
         vips_error("datago", "resample failed");
@@ -249,7 +282,7 @@ int dg_finish(const void *buf, size_t len, dg_header *h, const dg_params *p, dg_
     if (p->resize) {
         int tw = swap ? p->target_h : p->target_w;
         int th = swap ? p->target_w : p->target_h;
-        int fast = fast_crop_resize(&x, tw, th, p, h->orientation > 1, r);
+        int fast = fast_crop_resize(&x, buf, len, h->kind, tw, th, p, h->orientation > 1, r);
         if (fast == 0) {
             rc = 0;
             goto done;

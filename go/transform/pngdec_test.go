@@ -1,0 +1,138 @@
+package transform
+
+import (
+	"bytes"
+	"encoding/binary"
+	"hash/crc32"
+	"image"
+	"image/draw"
+	"image/jpeg"
+	"image/png"
+	"os"
+	"slices"
+	"testing"
+	"unsafe"
+
+	"github.com/datago-dev/datago/go/cmem"
+)
+
+// decodePhoto reads a real photo (JPEG) with Go's decoder.
+func decodePhoto(t *testing.T, path string) image.Image {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	src, err := jpeg.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+// pngOf encodes the top-left w x h of a photo as PNG, grey (colour type 0) or RGB (type 2: Go
+// writes an opaque RGBA image as RGB). Go's encoder picks a filter per row, so all five filter
+// types occur, and it splits IDAT into several chunks.
+func pngOf(t *testing.T, src image.Image, w, h int, grey bool) []byte {
+	t.Helper()
+	r := image.Rect(0, 0, min(w, src.Bounds().Dx()), min(h, src.Bounds().Dy()))
+	var dst draw.Image = image.NewRGBA(r)
+	if grey {
+		dst = image.NewGray(r)
+	}
+	draw.Draw(dst, r, src, src.Bounds().Min, draw.Src)
+	var buf bytes.Buffer
+	if err := (&png.Encoder{CompressionLevel: png.BestSpeed}).Encode(&buf, dst); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func processBytes(t *testing.T, data []byte, o *Options) ([]byte, Image, error) {
+	t.Helper()
+	buf := cmem.Alloc(len(data))
+	defer buf.Free()
+	copy(buf.Bytes(), data)
+	im, err := Process(buf, o, nil, false)
+	if err != nil {
+		return nil, im, err
+	}
+	defer im.Free()
+	return slices.Clone(unsafe.Slice((*byte)(im.Data), im.Len)), im, nil
+}
+
+// Our PNG decoder gives exactly libvips' pixels: same bytes out of the pipeline, for grey and RGB
+// real photos, odd sizes and crops that start at odd offsets.
+func TestPNGDecoderMatchesLibvips(t *testing.T) {
+	defer pngFast(1)
+	o := opts(t)
+	files := photos(t)
+	n := 0
+	for _, path := range files[:min(len(files), 3)] {
+		photo := decodePhoto(t, path)
+		for _, size := range [][2]int{{1201, 799}, {640, 960}, {333, 1000}, {97, 31}} {
+			for _, grey := range []bool{false, true} {
+				data := pngOf(t, photo, size[0], size[1], grey)
+				if data[25] != map[bool]byte{false: 2, true: 0}[grey] {
+					t.Fatalf("test PNG has colour type %d", data[25])
+				}
+				pngFast(0)
+				want, _, err := processBytes(t, data, o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pngFast(1)
+				got, im, err := processBytes(t, data, o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got, want) {
+					t.Errorf("%s %v grey=%v: our PNG decoder differs from libvips", path, size, grey)
+				}
+				if wantBands := map[bool]int{false: 3, true: 1}[grey]; im.Channels != wantBands {
+					t.Errorf("%d channels", im.Channels)
+				}
+				n++
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no PNG compared")
+	}
+}
+
+// Damaged PNGs are refused exactly as before: the decoder hands anything odd back to libvips.
+func TestPNGDecoderDamagedFilesFailLikeLibvips(t *testing.T) {
+	defer pngFast(1)
+	o := opts(t)
+	data := pngOf(t, decodePhoto(t, photos(t)[0]), 800, 600, false)
+	idat := bytes.Index(data, []byte("IDAT"))
+	flipped := slices.Clone(data)
+	flipped[idat+4000] ^= 0x55
+	// a flip that keeps the chunk CRC right: only the zlib checksum / stream catches it
+	fixed := slices.Clone(flipped)
+	clen := int(binary.BigEndian.Uint32(fixed[idat-4:]))
+	binary.BigEndian.PutUint32(fixed[idat+4+clen:], crc32.ChecksumIEEE(fixed[idat:idat+4+clen]))
+	for name, bad := range map[string][]byte{
+		"truncated in IDAT": data[:len(data)/2],
+		"no IEND":           data[:len(data)-12],
+		"bit flip":          flipped,
+		"bit flip, CRC ok":  fixed,
+	} {
+		var errs [2]string
+		for i, on := range []int{0, 1} {
+			pngFast(on)
+			_, _, err := processBytes(t, bad, o)
+			if err != nil {
+				errs[i] = ReasonOf(err)
+			}
+		}
+		if errs[0] != errs[1] {
+			t.Errorf("%s: libvips says %q, with our decoder %q", name, errs[0], errs[1])
+		}
+		if name != "no IEND" && errs[1] == "" {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

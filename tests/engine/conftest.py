@@ -20,18 +20,45 @@ JPEGS = ["Aqua.jpg", "Blinds.jpg", "Dune.jpg", "FreshFlower.jpg", "GreenMeadow.j
 POSTGRES_ENV = "DATAGO_TEST_POSTGRES_URL"
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str | None]:
+    """``$DATAGO_TEST_POSTGRES_URL`` (None when unset) with a schema of this test session as
+    the search path, so that concurrent test runs on one database do not meet; the schema is
+    dropped at the end."""
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        yield None
+        return
+    import sqlalchemy as sa
+
+    from datago.engine.db import normalize_db_url
+
+    schema = f"datago_test_{os.getpid()}"
+    admin = sa.create_engine(normalize_db_url(url))
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    session_url = sa.engine.make_url(normalize_db_url(url)).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield session_url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        admin.dispose()
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
-    """An empty engine on SQLite (a temp file) or PostgreSQL (tables dropped and recreated)."""
+def engine(request: pytest.FixtureRequest, tmp_path: Path, postgres_url: str | None) -> Iterator[object]:
+    """An empty engine on SQLite (a temp file) or PostgreSQL (in this session's schema, tables
+    dropped and recreated)."""
     from datago.engine.db import Engine
 
     if request.param == "sqlite":
         eng = Engine(tmp_path / "engine.sqlite")
     else:
-        url = os.environ.get(POSTGRES_ENV)
-        if not url:
+        if not postgres_url:
             pytest.skip(f"{POSTGRES_ENV} is not set: run 'eval \"$(bash tests/engine/start_postgres.sh)\"' first")
-        eng = Engine(url, blob_dir=tmp_path / "blobs")
+        eng = Engine(postgres_url, blob_dir=tmp_path / "blobs")
         eng.drop_all()
     try:
         yield eng
@@ -79,3 +106,11 @@ def _files_of(root: Path) -> dict[str, Path]:
 def files_of() -> Callable[[Path], dict[str, Path]]:
     """A function: folder -> {relative path: file} for every non-hidden file under it."""
     return _files_of
+
+
+@pytest.fixture
+def child_env() -> dict[str, str]:
+    """The environment for child Python processes: this checkout's ``python/`` first on
+    ``PYTHONPATH`` (as this process imports it), so that they run the code under test."""
+    paths = [str(_PYTHON_DIR), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}

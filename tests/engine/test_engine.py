@@ -9,6 +9,7 @@ import http.server
 import json
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,8 @@ def test_metadata_queries(engine: Engine, photo_root: Path) -> None:
     assert paths(~(ds["label"] == "water")) == expect(lambda m: m.get("label") != "water")
     assert paths(ds["caption"].contains("water")) == ["Aqua.jpg"]
     assert paths(ds["caption"].contains("Water")) == []  # case-sensitive on every backend
+    assert paths(ds["caption"].icontains("WaTeR")) == ["Aqua.jpg"]
+    assert paths(ds["path"].icontains("SUB/")) == ["sub/GreenMeadow.jpg", "sub/Storm.jpg"]
     assert paths(ds["score"].is_null()) == expect(lambda m: "score" not in m)
     assert paths(ds["label"].is_not_null()) == expect(lambda m: "label" in m)
     assert paths(ds["flagged"] == False) == expect(lambda m: m.get("flagged") is False)  # noqa: E712
@@ -148,6 +151,15 @@ def test_metadata_queries(engine: Engine, photo_root: Path) -> None:
         lambda m: "score" in m and m.get("label") != "water"
     )
     assert paths(ds[Field("label") == "water"][Field("votes") > 5]) == ["Aqua.jpg"]
+    # comparisons on a narrowed view combine (& | ~) within that view
+    water = ds[ds["label"] == "water"]
+    assert paths(~(water["score"] > 0.5)) == paths(water[~(water["score"] > 0.5)]) == ["png/Aqua.png"]
+    assert paths(~~(water["score"] > 0.5)) == ["Aqua.jpg"]
+    assert paths((water["score"] > 0.5) | (water["votes"] == 0)) == ["Aqua.jpg", "png/Aqua.png"]
+    assert paths(~((water["score"] > 0.5) | (water["votes"] == 0))) == []
+    assert paths(~((water["score"] > 0.5) & (water["votes"] > 5))) == ["png/Aqua.png"]
+    assert paths((water["score"] > 0.5) | (ds["label"] == "sky")) == ["Aqua.jpg", "sub/Storm.jpg"]
+    assert paths(~water) == expect(lambda m: m.get("label") != "water")  # a view's own complement
     assert paths(ds["taken"] > dt.datetime(2020, 1, 1, tzinfo=UTC)) == ["Aqua.jpg"]
     assert paths(ds["taken"] == dt.datetime(2021, 5, 1, 10, 0)) == ["Aqua.jpg"]  # naive = UTC
     # builtin fields
@@ -447,3 +459,237 @@ def test_delete_source(engine: Engine, photo_root: Path) -> None:
     assert paths(other["label"] == "x") == ["Storm.jpg"]
     with pytest.raises(KeyError):
         datasources.delete_source("photos", engine)
+    other[other["label"] == "x"].delete_source()  # the method (on any view) deletes the source
+    assert datasources.get_datasources(engine) == [] and count_rows(engine, datapoints) == 0
+    assert count_rows(engine, metadata_values) == 0 and count_rows(engine, fields) == 0
+    with pytest.raises(KeyError):
+        other.delete_source()
+
+
+def test_scan_reads_headers_only_with_progress_bars(
+    engine: Engine, photo_root: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import ImageFile
+
+    from photos_util import huge_png_header
+
+    # 600 megapixels: Pillow refuses to open it (decompression-bomb limit); its header is enough
+    (photo_root / "huge.png").write_bytes(huge_png_header(30000, 20000))
+
+    def no_decode(*_a: Any, **_k: Any) -> None:
+        raise AssertionError("the scan decoded pixels")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decode)
+    monkeypatch.setattr(Image.Image, "load", no_decode)
+    capfd.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no DecompressionBombWarning either
+        ds = datasources.get_or_create("photos", photo_root, db_url=engine)  # progress bar on
+    err = capfd.readouterr().err
+    n = len(ALL) + 1
+    assert "scan photos" in err and f"{n}/{n}" in err
+    by_path = {d.path: d for d in ds.all()}
+    assert len(by_path) == n
+    huge = by_path["huge.png"]
+    assert (huge.width, huge.height, huge.format) == (30000, 20000, "PNG")
+    assert huge.size == (photo_root / "huge.png").stat().st_size
+    monkeypatch.undo()
+    for p, d in by_path.items():
+        if p.endswith(".jpg"):
+            with Image.open(photo_root / p) as im:
+                assert (d.width, d.height, d.format) == (im.width, im.height, "JPEG")
+    res = ds[ds["format"] == "JPEG"].all()
+    res.download_files(tmp_path / "out")  # progress bar on
+    err = capfd.readouterr().err
+    assert "download" in err and f"{len(res)}/{len(res)}" in err
+
+
+def _statements(engine: Engine) -> tuple[list[tuple[str, Any]], Callable[[], None]]:
+    """Record the SQL statements the engine runs (transaction control left out) until the
+    returned function is called."""
+    seen: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        if statement.strip().upper() not in ("BEGIN", "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"):
+            seen.append((statement, parameters))
+
+    sa.event.listen(engine.sa, "before_cursor_execute", record)
+    return seen, lambda: sa.event.remove(engine.sa, "before_cursor_execute", record)
+
+
+def _bound_values(parameters: Any) -> list[Any]:
+    if isinstance(parameters, dict):
+        return list(parameters.values())
+    return list(parameters or ())
+
+
+def test_every_query_is_one_statement_with_bound_parameters(engine: Engine, photo_root: Path) -> None:
+    ds = with_metadata(engine, photo_root)
+    later = time.time() + 3600
+    marker = "dusk"  # a value that appears in no SQL keyword or identifier
+    views = [
+        ds,
+        ds[(ds["label"] == "water") & (ds["score"] > 0.5)],
+        ds[((ds["votes"] >= 5) | ds["caption"].contains(marker)) & ~ds["flagged"].is_null()][ds["taken"].is_not_null()],
+        ds[~((ds["label"] != "sky") | (ds["score"] <= 0.1))].select("label", "caption"),
+        ds[ds["caption"].contains(marker)].as_of(later),
+        ds[(ds["width"] >= 1280) & ds["path"].contains("sub/")],
+    ]
+    seen, stop = _statements(engine)
+    try:
+        for view in views:
+            for run in (view.all, lambda v=view: v.head(2), view.count):
+                seen.clear()
+                result = run()
+                assert len(seen) == 1, (view, [s for s, _ in seen])
+                if isinstance(result, int):
+                    continue
+                seen.clear()
+                result.dataframe  # noqa: B018 - built from memory
+                assert [d.path for d in result] == result.paths  # iteration
+                assert seen == []
+        seen.clear()
+        pages = list(ds.pages(page_size=4))
+        assert len(seen) == len(pages) == 3 and sum(len(p) for p in pages) == len(ALL)
+        # the values are parameters, never SQL text
+        seen.clear()
+        assert paths(ds[ds["caption"].contains(marker) & (ds["votes"] == 7)]) == ["Dune.jpg"]
+        text, params = seen[0]
+        assert marker not in text and "caption" not in text.replace("value_str", "")
+        assert marker in _bound_values(params) and "caption" in _bound_values(params)
+    finally:
+        stop()
+
+
+def test_metadata_context_is_one_transaction(engine: Engine, photo_root: Path) -> None:
+    ds = make_source(engine, photo_root)
+    commits: list[int] = []
+    rollbacks: list[int] = []
+    sa.event.listen(engine.sa, "commit", lambda _c: commits.append(1))
+    sa.event.listen(engine.sa, "rollback", lambda _c: rollbacks.append(1))
+    seen, stop = _statements(engine)
+    try:
+        with ds.metadata_context() as ctx:
+            ctx.update_metadata(["Aqua.jpg", "Dune.jpg"], {"label": "a", "score": 0.5})
+            ctx.update_metadata("Blinds.jpg", {"label": "b", "thumb": b"\x01\x02"})
+            assert seen == [] and commits == []  # nothing before the block exits
+        assert len(commits) == 1 and ctx.written == 6
+        assert count_rows(engine, metadata_values) == 6
+        seen.clear()
+        commits.clear()
+        with pytest.raises(RuntimeError):
+            with ds.metadata_context() as ctx:
+                ctx.update_metadata("Aqua.jpg", {"label": "changed"})
+                raise RuntimeError("boom")
+        assert seen == [] and commits == []  # a failing block does not even reach the database
+        with pytest.raises(TypeError):
+            with ds.metadata_context() as ctx:
+                ctx.update_metadata("Aqua.jpg", {"label": "changed"})
+                ctx.update_metadata("Dune.jpg", {"score": "high"})
+        assert commits == [] and rollbacks
+    finally:
+        stop()
+    assert paths(ds["label"] == "a") == ["Aqua.jpg", "Dune.jpg"]
+
+
+def test_get_blob_fields_reads_in_parallel(engine: Engine, photo_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ds = make_source(engine, photo_root)
+    blobs = {p: hashlib.sha256(p.encode()).digest() * 100 for p in ("Aqua.jpg", "Blinds.jpg", "Dune.jpg", "Storm.jpg")}
+    blobs.pop("Storm.jpg")
+    with ds.metadata_context() as ctx:
+        for p, data in blobs.items():
+            ctx.update_metadata(p, {"emb": data, "mask": data[::-1]})
+    res = ds.all()
+    active = [0]
+    peak = [0]
+    lock = threading.Lock()
+    read = engine.blobs.get
+
+    def slow_get(sha256: str) -> bytes:
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.05)
+        with lock:
+            active[0] -= 1
+        return read(sha256)
+
+    monkeypatch.setattr(engine.blobs, "get", slow_get)
+    assert res.get_blob_fields("emb", "mask") is res
+    assert peak[0] >= 4  # 6 reads, 8 threads
+    for d in res:
+        if d.path in blobs:
+            assert d.metadata["emb"] == blobs[d.path] and d.metadata["mask"] == blobs[d.path][::-1]
+        else:
+            assert "emb" not in d.metadata
+    with pytest.raises(TypeError, match="not a blob"):
+        ds.update_metadata("Aqua.jpg", {"label": "x"})
+        ds.all().get_blob_fields("label")
+
+
+def test_values_every_backend_stores_alike(engine: Engine, photo_root: Path) -> None:
+    ds = make_source(engine, photo_root)
+    ds.update_metadata("Aqua.jpg", {"votes": 2**63 - 1, "score": float("inf"), "label": "ok"})
+    ds.update_metadata("Blinds.jpg", {"votes": -(2**63), "score": -1.5})
+    before = count_rows(engine, metadata_values)
+    for bad, problem in (
+        ({"votes": 2**63}, "64-bit"),
+        ({"new": -(2**64)}, "64-bit"),
+        ({"score": float("nan")}, "NaN"),
+        ({"label": "a\x00b"}, "NUL"),
+        ({"tags": ["x", "y\x00"]}, "NUL"),
+    ):
+        with pytest.raises(ValueError, match=problem) as err:
+            with ds.metadata_context() as ctx:
+                ctx.update_metadata("Dune.jpg", {"label": "fine"})
+                ctx.update_metadata("FreshFlower.jpg", bad)
+        assert "FreshFlower.jpg" in str(err.value) and repr(next(iter(bad))) in str(err.value)
+        assert count_rows(engine, metadata_values) == before
+    # ints beyond 64 bits compare (as floats) instead of failing; NaN and NUL are refused
+    assert paths(ds["votes"] < 2**70) == ["Aqua.jpg", "Blinds.jpg"]
+    assert paths(ds["votes"] > -(10**400)) == ["Aqua.jpg", "Blinds.jpg"]
+    assert paths(ds["votes"] == 2**64) == [] and paths(ds["votes"] != 2**64) == ["Aqua.jpg", "Blinds.jpg"]
+    assert paths(ds["votes"] >= 2**63 - 1) == ["Aqua.jpg"]
+    assert paths(ds["score"] > 1e308) == ["Aqua.jpg"]
+    assert paths(ds["width"] < 3_000_000_000) == paths(ds["width"].is_not_null())  # beyond INTEGER
+    assert paths(ds["pixel_count"] > 2**70) == [] and paths(ds["datapoint_id"] == 2**70) == []
+    for make in (
+        lambda: ds["score"] > float("nan"),
+        lambda: ds["label"] == "a\x00",
+        lambda: ds["path"].contains("\x00"),
+    ):
+        with pytest.raises(ValueError):
+            make()
+    # a builtin field, like a metadata field, only matches values of its own type
+    for view in (
+        ds["width"].contains("12"),
+        ds["pixel_count"].icontains("1"),
+        ds["path"] > 5,
+        ds["width"] == "1280",
+        ds["width"] == True,  # noqa: E712
+        ds["format"] == True,  # noqa: E712
+        ds["created_at"] > "2020",
+        ds["width"] > dt.datetime(2020, 1, 1),
+        ds["path"] == b"Aqua.jpg",
+    ):
+        assert paths(view) == [], view.query
+    assert paths(~(ds["path"] > 5)) == ALL
+    assert paths(ds["created_at"] < dt.datetime(2100, 1, 1)) == ALL
+    # icontains folds ASCII letters only, alike on every backend (PostgreSQL's lower() would
+    # fold É as well, SQLite's does not)
+    ds.update_metadata("Dune.jpg", {"title": "ÉCOLE de Dune"})
+    assert paths(ds["title"].icontains("école de dune")) == []
+    assert paths(ds["title"].icontains("École DE DUNE")) == ["Dune.jpg"]
+    # names with NUL are refused on creation and absent on look-up, on every backend
+    with pytest.raises(ValueError, match="NUL"):
+        datasources.get_or_create("a\x00b", photo_root, db_url=engine, scan=False)
+    with pytest.raises(KeyError):
+        datasources.get_datasource("a\x00b", engine)
+    with pytest.raises(ValueError, match="NUL"):
+        ds.save_dataset("d\x00")
+    with pytest.raises(KeyError):
+        datasets.get_dataset("d\x00", db_url=engine)
+    with pytest.raises(KeyError, match="not datapoints"):
+        ds.update_metadata("Aqua.jpg\x00", {"label": "x"})
+    with pytest.raises(ValueError, match="out of range"):
+        ds.as_of(1e300)

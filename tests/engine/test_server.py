@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import struct
+import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -198,10 +201,22 @@ def test_dataroom_filters(api: SimpleNamespace) -> None:
     assert listed(api, tags="sky") == ["other/Storm.jpg"]
     untagged = [p for p in PHOTO_PATHS if p not in ("Aqua.jpg", "Dune.jpg", "FreshFlower.jpg")]
     assert listed(api, sources="photos", tags__ne="nature") == photos(*untagged)
+    # the db source's other tag filters: not all of, and no tags at all (an empty list counts)
+    api.ds.update_metadata("png/Aqua.png", {"tags": []})
+    assert listed(api, sources="photos", tags__ne_all="nature,water") == photos(
+        *[p for p in PHOTO_PATHS if p != "Aqua.jpg"]
+    )
+    tagged = ["Aqua.jpg", "Blinds.jpg", "Dune.jpg", "FreshFlower.jpg"]
+    assert listed(api, sources="photos", tags__empty="true") == photos(*[p for p in PHOTO_PATHS if p not in tagged])
+    assert listed(api, tags__empty="False") == ["other/Storm.jpg", *photos(*tagged)]
+    r = api.client.get("/api/images/", params={"tags__empty": "maybe"}, headers=auth(api.ro))
+    assert r.status_code == 400 and "tags__empty" in r.json()["error"]
     assert listed(api, attributes="aesthetic__gte:5.5") == photos("Aqua.jpg", "Dune.jpg")
     assert listed(api, attributes="aesthetic__gt:4,aesthetic__lt:6") == photos("Dune.jpg")
     assert listed(api, attributes="aesthetic:4") == photos("Blinds.jpg")  # int text matches a float field
     assert listed(api, attributes="caption__contains:water") == photos("Aqua.jpg")
+    assert listed(api, attributes="caption__contains:Water") == []
+    assert listed(api, attributes="caption__icontains:Water") == photos("Aqua.jpg")
     assert listed(api, attributes="caption:flower") == photos("FreshFlower.jpg")
     assert listed(api, attributes="caption__ne:flower") == photos("Aqua.jpg")
     assert listed(api, has_attributes="caption") == photos("Aqua.jpg", "FreshFlower.jpg")
@@ -249,7 +264,7 @@ def test_partitions_disjoint_and_complete(api: SimpleNamespace) -> None:
     for n in range(1, 65):
         seen: list[int] = []
         for k in range(n):
-            seen += [r.id for r in fetch_page(api.engine, PageSpec(partitions=(n, k)))[0]]
+            seen += [r.id for r in fetch_page(api.engine, PageSpec(partitions=(n, k), select=[]))[0]]
         assert sorted(seen) == everything, n  # complete and (same length, sorted equal) disjoint
     for n in (1, 2, 3, 7, 64):
         seen_http: list[str] = []
@@ -494,3 +509,106 @@ def test_cli_tokens(api: SimpleNamespace, capsys: pytest.CaptureFixture[str]) ->
         assert "photos\t" in capsys.readouterr().out
     finally:
         get_engine(url).dispose()
+
+
+def test_out_of_range_values_are_client_errors(api: SimpleNamespace) -> None:
+    c, h = api.client, auth(api.ro)
+    huge = "9" * 30
+    for params in (
+        {"short_edge__gte": huge},
+        {"pixel_count__lte": "-" + huge},
+        {"cursor": huge},
+        {"partitions_count": huge, "partition": 0},
+        {"as_of": huge},
+        {"duplicate_state": huge},
+        {"page_size": huge},
+        {"query": '{"field": "aesthetic", "op": "gt", "value": NaN}'},
+        {"attributes": "caption:a\x00b"},
+        {"tags": "nature\x00"},
+    ):
+        r = c.get("/api/images/", params=params, headers=h)
+        assert r.status_code == 400 and r.json()["status"] == 400, (params, r.text)
+    r = c.get("/api/images/", params={"page_size": 2001}, headers=h)
+    assert r.json() == {"error": "page_size must be <= 2000, got 2001", "status": 400}
+    for body in ({"as_of": int(huge)}, {"page_size": True}, {"page_size": 2.5}, {"random": True, "seed": 2**64}):
+        r = c.post("/api/query", json=body, headers=h)
+        assert r.status_code == 400 and r.json()["status"] == 400, (body, r.text)
+    # ints beyond 64 bits in filters compare instead of failing
+    assert listed(api, attributes=f"aesthetic__lt:{huge}") == photos("Aqua.jpg", "Blinds.jpg", "Dune.jpg")
+    body = {"query": {"not": {"field": "aesthetic", "op": "gt", "value": -int(huge)}}, "fields": "path"}
+    r = c.post("/api/query", json=body, headers=h)
+    assert r.status_code == 200 and len(r.json()["results"]) == len(PHOTO_PATHS) + 2 - 3
+    # builtin fields in attribute filters: the value's text matches by type, on every backend
+    wide = api.ds[api.ds["width"] >= 2560].all().paths
+    assert wide and listed(api, sources="photos", attributes="width__gte:2560") == photos(*wide)
+    assert listed(api, attributes="path__icontains:AQUA") == photos("Aqua.jpg", "png/Aqua.png")
+    # names that cannot exist match nothing
+    assert listed(api, sources="photos\x00") == []
+    assert len(listed(api, sources__ne="photos\x00")) == len(PHOTO_PATHS) + 2
+    w = auth(api.rw)
+    r = c.post("/api/datasources/photos%00/metadata", json={"updates": []}, headers=w)
+    assert r.status_code == 404 and r.json()["status"] == 404
+    for metadata in ({"aesthetic": float(huge)}, {"views": int(huge)}, {"caption": "a\x00"}):
+        body = {"updates": [{"path": "Blinds.jpg", "metadata": metadata}]}
+        r = c.post("/api/datasources/photos/metadata", json=body, headers=w)
+        if metadata.get("aesthetic"):
+            assert r.status_code == 200  # a large float is a float
+            continue
+        assert r.status_code == 400 and "Blinds.jpg" in r.json()["error"], r.text
+    assert "views" not in api.ds.fields
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_datago_serve_command(
+    api: SimpleNamespace, capsys: pytest.CaptureFixture[str], child_env: dict[str, str]
+) -> None:
+    """``datago serve`` as a separate process on 127.0.0.1, queried over real HTTP."""
+    url = api.engine.url
+    assert cli.main(["token", "create", "--name", "serve-test", "--read-only", "--db", url]) == 0
+    key = capsys.readouterr().out.strip()
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "datago.engine.cli", "serve", "--db", url, "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=child_env)
+    try:
+        with httpx.Client(timeout=10) as h:
+            deadline = time.monotonic() + 30
+            while True:
+                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                try:
+                    if h.get(f"{base}/api/health").json() == {"ok": True}:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "datago serve did not start"
+                time.sleep(0.1)
+            r = h.get(f"{base}/api/images/")
+            assert r.status_code == 401 and r.json()["status"] == 401
+            params = {"sources": "photos", "page_size": 4, "tags": "nature"}
+            r = h.get(f"{base}/api/images/", params=params, headers=auth(key))
+            assert r.status_code == 200
+            body = r.json()
+            assert [x["path"] for x in body["results"]] == ["Aqua.jpg", "Dune.jpg", "FreshFlower.jpg"]
+            assert body["next"] is None
+            img = h.get(body["results"][0]["image_direct_url"])  # signed, fetched without a token
+            assert img.status_code == 200 and img.content == (api.root / "Aqua.jpg").read_bytes()
+            r = h.get(f"{base}/api/images/", params={"page_size": 2, "fields": "path"}, headers=auth(key))
+            assert r.json()["next"].startswith(f"{base}/api/images/?")
+            assert h.get(f"{base}/api/images/count/", params=params, headers=auth(key)).json() == {"count": 3}
+            write = {"updates": [{"path": "Aqua.jpg", "metadata": {"x": 1}}]}
+            r = h.post(f"{base}/api/datasources/photos/metadata", json=write, headers=auth(key))
+            assert r.status_code == 403
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out

@@ -29,10 +29,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .executor import VALUE_OFFSET, PageSpec, RawPage, value_of
-from .query import Condition, Or, Query, conditions
+from .query import And, Condition, Or, Query, conditions
 from .scan import file_url as http_file_url
 from .scan import is_http
 from .signing import Signer, blob_url, quote_path
+from .values import INT64_MAX, INT64_MIN
 
 MAX_PAGE_SIZE = 2000
 DEFAULT_PAGE_SIZE = 100
@@ -63,6 +64,8 @@ IMAGE_PARAMS = (
     "tags",
     "tags__all",
     "tags__ne",
+    "tags__ne_all",
+    "tags__empty",
     "attributes",
     "has_attributes",
     "lacks_attributes",
@@ -90,7 +93,7 @@ _ATTR_OPS = {
     "lt": "lt",
     "lte": "le",
     "contains": "contains",
-    "icontains": "contains",
+    "icontains": "icontains",
 }
 
 
@@ -104,29 +107,59 @@ class ApiError(Exception):
 
 
 def csv_list(value: str | None) -> list[str]:
+    """The non-empty, stripped items of a comma-separated parameter (``[]`` for None)."""
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
 def int_param(
     params: Mapping[str, Any], name: str, default: int | None = None, minimum: int | None = None
 ) -> int | None:
+    """The integer parameter ``name`` (``default`` when absent or empty).
+
+    Raises:
+        ApiError: 400 when it is not an integer, is below ``minimum`` or outside 64 bits.
+    """
     raw = params.get(name)
     if raw is None or raw == "":
         return default
     try:
+        if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+            raise TypeError  # JSON bodies: true or 2.5 are not integers
         value = int(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ApiError(400, f"{name} must be an integer, got {raw!r}") from None
     if minimum is not None and value < minimum:
         raise ApiError(400, f"{name} must be >= {minimum}, got {value}")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ApiError(400, f"{name} is outside the 64-bit integer range")
     return value
+
+
+def bool_param(params: Mapping[str, Any], name: str) -> bool | None:
+    """The boolean parameter ``name`` (``true``/``false``, ``1``/``0``, any case; None when
+    absent or empty).
+
+    Raises:
+        ApiError: 400 for another value.
+    """
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("true", "1"):
+        return True
+    if text in ("false", "0"):
+        return False
+    raise ApiError(400, f"{name} must be true or false, got {raw!r}")
 
 
 def lenient_condition(name: str, op: str, raw: str) -> Query:
     """A condition on ``name`` for a value given as text: matches the field whatever its type
     (str, or int/float/bool/datetime when the text parses as one)."""
-    if op == "contains":
-        return Condition(name, "contains", raw)
+    if op in ("contains", "icontains"):
+        return Condition(name, op, raw)
     if raw in ("null", "None") and op in ("eq", "ne"):
         return Condition(name, op, None)
     cands: list[Query] = [Condition(name, op, raw)]
@@ -188,6 +221,13 @@ def filters_from_params(params: Mapping[str, Any]) -> list[Query]:
             conds.append(Or.of(*(Condition("tags", "has_tag", t) for t in tags)))
         conds += [Condition("tags", "has_tag", t) for t in csv_list(params.get("tags__all"))]
         conds += [~Condition("tags", "has_tag", t) for t in csv_list(params.get("tags__ne"))]
+        ne_all = csv_list(params.get("tags__ne_all"))
+        if ne_all:  # not all of them
+            conds.append(~And.of(*(Condition("tags", "has_tag", t) for t in ne_all)))
+        empty = bool_param(params, "tags__empty")
+        if empty is not None:
+            no_tags = Or.of(Condition("tags", "is_null"), Condition("tags", "eq", ""))
+            conds.append(no_tags if empty else ~no_tags)
         if params.get("attributes"):
             conds += parse_attributes(params["attributes"])
         conds += [Condition(a, "is_not_null") for a in csv_list(params.get("has_attributes"))]

@@ -3,12 +3,35 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import sqlalchemy as sa
 
 from .datasource import Datasource
 from .datasources import DbArg
-from .db import datasets, datasources, get_engine
+from .db import Engine, datasets, datasources, get_engine
+from .values import has_nul
+
+
+def _views(engine: Engine, *where: Any) -> dict[str, Datasource]:
+    """Saved datasets matching ``where``: name -> view (one statement)."""
+    with engine.read() as conn:
+        rows = conn.execute(
+            sa.select(
+                datasets.c.name.label("dataset"),
+                datasources.c.id,
+                datasources.c.name,
+                datasources.c.root,
+                datasets.c.query,
+            )
+            .select_from(datasets.join(datasources, datasources.c.id == datasets.c.datasource_id))
+            .where(*where)
+            .order_by(datasets.c.name)
+        ).all()
+    return {
+        str(r.dataset): Datasource(engine, int(r.id), str(r.name), str(r.root)).with_view(json.loads(r.query))
+        for r in rows
+    }
 
 
 def get_dataset(name: str, db_url: DbArg = None) -> Datasource:
@@ -18,25 +41,15 @@ def get_dataset(name: str, db_url: DbArg = None) -> Datasource:
     Raises:
         KeyError: no such dataset.
     """
-    engine = get_engine(db_url)
-    with engine.read() as conn:
-        row = conn.execute(
-            sa.select(datasources.c.id, datasources.c.name, datasources.c.root, datasets.c.query)
-            .select_from(datasets.join(datasources, datasources.c.id == datasets.c.datasource_id))
-            .where(datasets.c.name == name)
-        ).first()
-    if row is None:
+    found = {} if has_nul(name) else _views(get_engine(db_url), datasets.c.name == name)  # NUL: never stored
+    if name not in found:
         raise KeyError(f"no dataset named {name!r}")
-    ds = Datasource(engine, int(row.id), str(row.name), str(row.root))
-    return ds.with_view(json.loads(row.query))
+    return found[name]
 
 
 def get_datasets(db_url: DbArg = None) -> dict[str, Datasource]:
-    """All saved datasets: name -> view."""
-    engine = get_engine(db_url)
-    with engine.read() as conn:
-        names = conn.execute(sa.select(datasets.c.name).order_by(datasets.c.name)).scalars().all()
-    return {n: get_dataset(n, engine) for n in names}
+    """All saved datasets: name -> view, by name."""
+    return _views(get_engine(db_url))
 
 
 def delete_dataset(name: str, db_url: DbArg = None) -> None:
@@ -45,7 +58,6 @@ def delete_dataset(name: str, db_url: DbArg = None) -> None:
     Raises:
         KeyError: no such dataset.
     """
-    engine = get_engine(db_url)
-    with engine.write() as conn:
-        if conn.execute(sa.delete(datasets).where(datasets.c.name == name)).rowcount == 0:
+    with get_engine(db_url).write() as conn:
+        if has_nul(name) or conn.execute(sa.delete(datasets).where(datasets.c.name == name)).rowcount == 0:
             raise KeyError(f"no dataset named {name!r}")

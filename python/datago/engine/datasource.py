@@ -16,22 +16,24 @@ from . import scan as _scan
 from . import writes
 from .db import Engine, datasets, from_us, now_us, to_us
 from .executor import PageSpec, Record, count, fetch_page
-from .query import And, Field, Not, Or, Query
-from .values import check_field_name, is_missing
+from .query import And, Field, Or, Query
+from .values import check_field_name, check_name, is_missing
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
 
 
 class FieldRef(Field):
-    """``ds["name"]``: comparisons return the datasource view narrowed by the condition."""
+    """``view["name"]``: comparisons return ``view`` narrowed by the condition; ``&``, ``|`` and
+    ``~`` on such results combine the conditions within ``view`` (``~(view["x"] > 1)`` is the
+    datapoints of ``view`` where ``x > 1`` does not hold)."""
 
     def __init__(self, ds: Datasource, name: str) -> None:
         super().__init__(name)
         self._ds = ds
 
     def _make(self, op: str, value: Any = None) -> Datasource:
-        return self._ds._narrow(super()._make(op, value))
+        return self._ds._within(self._ds.query, super()._make(op, value))
 
 
 class Datasource:
@@ -59,6 +61,7 @@ class Datasource:
         query: Query | None = None,
         select: tuple[str, ...] | None = None,
         as_of_us: int | None = None,
+        split: tuple[Query | None, Query] | None = None,
     ) -> None:
         self.engine = engine
         self.id = id
@@ -67,6 +70,9 @@ class Datasource:
         self.query = query
         self._select = select
         self._as_of_us = as_of_us
+        # (base, own) for views made by field comparisons: query is base AND own, and & | ~
+        # combine the own conditions of views with the same base
+        self._split = split
 
     def __repr__(self) -> str:
         q = f", query={self.query.to_json()}" if self.query is not None else ""
@@ -75,11 +81,31 @@ class Datasource:
     # --- views --------------------------------------------------------------------------
 
     def _replace(self, **kw: Any) -> Datasource:
-        args = {"query": self.query, "select": self._select, "as_of_us": self._as_of_us, **kw}
+        args = {"query": self.query, "select": self._select, "as_of_us": self._as_of_us, "split": self._split}
+        if "query" in kw:
+            args["split"] = None
+        args.update(kw)
         return Datasource(self.engine, self.id, self.name, self.root, **args)
 
     def _narrow(self, q: Query) -> Datasource:
         return self._replace(query=q if self.query is None else And.of(self.query, q))
+
+    def _within(self, base: Query | None, own: Query) -> Datasource:
+        """The view ``base AND own``, remembering both (see ``_split``)."""
+        return self._replace(query=own if base is None else And.of(base, own), split=(base, own))
+
+    def _combine(self, other: Datasource | Query, kind: type[And] | type[Or]) -> Datasource | None:
+        """``kind`` of the own conditions of two field-comparison views on the same base, or
+        None when they are not such views."""
+        if (
+            isinstance(other, Datasource)
+            and self._split is not None
+            and other._split is not None
+            and self._split[0] == other._split[0]
+        ):
+            self._query_of(other)  # same datasource
+            return self._within(self._split[0], kind.of(self._split[1], other._split[1]))
+        return None
 
     @overload
     def __getitem__(self, key: str) -> FieldRef: ...
@@ -111,27 +137,37 @@ class Datasource:
 
     def __and__(self, other: Datasource | Query) -> Datasource:
         """Both views' conditions."""
-        return self._narrow(self._query_of(other))
+        combined = self._combine(other, And)
+        return combined if combined is not None else self._narrow(self._query_of(other))
 
     def __or__(self, other: Datasource | Query) -> Datasource:
-        """Either view's condition.
+        """Either view's condition (for field comparisons on the same view ``v``: within
+        ``v``).
 
         Raises:
             ValueError: one side has no condition.
         """
+        combined = self._combine(other, Or)
+        if combined is not None:
+            return combined
         if self.query is None:
             raise ValueError("cannot OR an unfiltered datasource")
         return self._replace(query=Or.of(self.query, self._query_of(other)))
 
     def __invert__(self) -> Datasource:
-        """The negation of this view's whole condition.
+        """The negation: of the comparison for a view made by field comparisons on a view ``v``
+        (``~(v["x"] > 1)``: the datapoints of ``v`` where ``x > 1`` does not hold), else of
+        this view's whole condition (``~ds[q]``: the datapoints of the datasource outside it).
 
         Raises:
             ValueError: the view has no condition.
         """
+        if self._split is not None:
+            base, own = self._split
+            return self._within(base, ~own)
         if self.query is None:
             raise ValueError("cannot negate an unfiltered datasource")
-        return self._replace(query=self.query.child if isinstance(self.query, Not) else Not(self.query))
+        return self._replace(query=~self.query)
 
     def select(self, *field_names: str) -> Datasource:
         """A view returning only these metadata fields (the automatic fields always come)."""
@@ -292,6 +328,8 @@ class Datasource:
         Raises:
             KeyError: no ``path_column``, or a path that is not a datapoint (nothing written).
             TypeError: a value type that does not match its field (nothing written).
+            ValueError: a reserved field name or a value no backend stores alike (an int beyond
+                64 bits, a str with NUL; nothing written).
         """
         if path_column not in df.columns:
             raise KeyError(f"dataframe has no column {path_column!r}")
@@ -315,10 +353,10 @@ class Datasource:
         it is loaded with :func:`datago.engine.datasets.get_dataset`.
 
         Raises:
-            ValueError: ``name`` exists and not ``overwrite``, or is empty.
+            ValueError: ``name`` exists and not ``overwrite``, or is empty, longer than 255
+                characters or contains NUL.
         """
-        if not isinstance(name, str) or not name:
-            raise ValueError("a dataset needs a non-empty name")
+        check_name("dataset", name)
         with self.engine.write() as conn:
             exists = conn.execute(sa.select(datasets.c.id).where(datasets.c.name == name)).first()
             if exists is not None:
@@ -329,6 +367,17 @@ class Datasource:
                 sa.insert(datasets).values(name=name, datasource_id=self.id, query=self.to_json(), created_at=now_us())
             )
         return self
+
+    def delete_source(self) -> None:
+        """Delete this datasource with its datapoints, metadata history, fields and saved
+        datasets; see :func:`datago.engine.datasources.delete_source`.
+
+        Raises:
+            KeyError: it was deleted already.
+        """
+        from .datasources import delete_source
+
+        delete_source(self.name, self.engine)
 
     def read_file(self, path: str) -> bytes:
         """Content of the datapoint file ``path`` (from the local root or a GET).
@@ -493,8 +542,13 @@ class QueryResult(Sequence[Datapoint]):
 
     @property
     def dataframe(self) -> pandas.DataFrame:
-        """A pandas DataFrame: columns ``path datapoint_id size width height format
-        created_at`` then one per metadata field (sorted), missing values as None/NaN."""
+        """A pandas DataFrame, one row per datapoint in result order, built from memory (no
+        query): columns ``path`` (str, relative to the root), ``datapoint_id`` (int), ``size``
+        (bytes), ``width`` and ``height`` (pixels), ``format`` (str, e.g. "JPEG"),
+        ``created_at`` (aware UTC datetime of registration), then one column per metadata field
+        (sorted by name) holding the values as :attr:`Datapoint.metadata` has them (blob fields:
+        the sha256 hex, or the bytes once loaded). Missing values are None/NaN; int columns with
+        missing values become float."""
         import pandas as pd
 
         names = sorted({k for d in self.entries for k in d.metadata})
@@ -538,31 +592,47 @@ class QueryResult(Sequence[Datapoint]):
         """
         return _scan.download(self.datasource.root, self.paths, target_dir, progress, max_workers)
 
-    def ml_dataset_config(self, **source_config: Any) -> dict[str, Any]:
-        """The datago client config (``{"source_type": "db", "source_config": {...}}``) that
-        streams this query's datapoints from an engine server run in this process (started on
-        first use). ``source_config`` entries override the defaults."""
-        base_url, api_key = self.datasource.engine.background_server()
-        config: dict[str, Any] = {
-            "api_url": base_url + "/api/",
-            "api_key": api_key,
-            "sources": self.datasource.name,
-            "page_size": 512,
-        }
-        if self.datasource.query is not None:
-            config["query"] = self.datasource.query.to_json()
-        if self.datasource._as_of_us is not None:
-            config["as_of"] = self.datasource._as_of_us
-        config.update(source_config)
-        return {"source_type": "db", "source_config": config}
+    def ml_dataset_config(self, client_config: Mapping[str, Any] | None = None, **source_config: Any) -> dict[str, Any]:
+        """The datago client config (``{"source_type": "db", "source_config": {...}, ...}``)
+        that streams the datapoints of this result's query (its datasource, condition and
+        ``as_of``, re-evaluated by the server; ``select`` is not applied) through datago's
+        ``db`` source.
 
-    def as_ml_dataset(self, **source_config: Any) -> Any:
+        Without an ``api_url`` in ``source_config``, the engine's server is started in this
+        process on 127.0.0.1 (once per engine, stopped at exit) and used with a key of its own;
+        with one, that server is used (``api_key`` from ``source_config`` or
+        ``$DATAROOM_API_KEY``), so the embedded and the team paths are the same code.
+
+        Args:
+            client_config: top-level client keys (``image_config``, ``limit``,
+                ``samples_buffer_size``, ``rank``, ...) merged into the config.
+            source_config: ``source_config`` entries overriding the defaults (``sources``: the
+                datasource name, ``page_size``: 512, ``query``: the view's query as JSON,
+                ``as_of``: µs since the epoch).
+        """
+        view = self.datasource
+        config: dict[str, Any] = {"sources": view.name, "page_size": 512}
+        if "api_url" not in source_config:
+            base_url, api_key = view.engine.background_server()
+            config.update(api_url=base_url + "/api/", api_key=api_key)
+        if view.query is not None:
+            config["query"] = view.query.to_json()
+        if view._as_of_us is not None:
+            config["as_of"] = view._as_of_us
+        config.update(source_config)
+        return {**(client_config or {}), "source_type": "db", "source_config": config}
+
+    def as_ml_dataset(self, client_config: Mapping[str, Any] | None = None, **source_config: Any) -> Any:
         """A ``datago.DatagoClient`` streaming this query's images through the native loader
-        (see :meth:`ml_dataset_config`). Imports the native client lazily.
+        (config from :meth:`ml_dataset_config`, same arguments). Iterate it (or use it as a
+        context manager) for :class:`datago.Sample` objects whose ``id`` is the datapoint id as a
+        str, ``source`` the datasource name and ``attributes`` the metadata fields (datetimes as
+        ISO-8601 str, blobs as signed URLs; see :mod:`datago.engine.dataroom`).
 
         Raises:
             ImportError: the native datago client is not available.
+            ValueError: a config entry datago refuses.
         """
         from datago import DatagoClient  # type: ignore[attr-defined]
 
-        return DatagoClient(self.ml_dataset_config(**source_config))
+        return DatagoClient(self.ml_dataset_config(client_config, **source_config))

@@ -26,6 +26,7 @@ from .db import (
     metadata_values,
     now_us,
 )
+from .values import check_name, has_nul
 from .writes import lock_datasource
 
 DbArg = Engine | str | os.PathLike[str] | None
@@ -49,11 +50,11 @@ def get_or_create(
         progress: show a tqdm progress bar while scanning.
 
     Raises:
-        ValueError: empty/too long name, or ``name`` exists with another root.
+        ValueError: a name that is empty, longer than 255 characters or contains NUL, or
+            ``name`` exists with another root.
         FileNotFoundError: a local root that is not a folder.
     """
-    if not isinstance(name, str) or not 0 < len(name) <= 255:
-        raise ValueError(f"invalid datasource name {name!r}")
+    check_name("datasource", name)
     engine = get_engine(db_url)
     root = _scan.normalize_root(root)
     ds = _find(engine, name)
@@ -73,6 +74,8 @@ def get_or_create(
 
 
 def _find(engine: Engine, name: str) -> Datasource | None:
+    if has_nul(name):  # never stored
+        return None
     with engine.read() as conn:
         row = conn.execute(
             sa.select(datasources.c.id, datasources.c.name, datasources.c.root).where(datasources.c.name == name)

@@ -19,6 +19,7 @@ Tables (all timestamps are integers, microseconds since the UNIX epoch, UTC):
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as _dt
 import hashlib
@@ -175,11 +176,15 @@ def to_us(when: _dt.datetime | float | int) -> int:
 
     Raises:
         TypeError: another type.
+        ValueError: UNIX seconds that are not finite or too far from 1970 (beyond 64-bit µs).
     """
     if isinstance(when, _dt.datetime):
         return round(when.timestamp() * 1_000_000)
     if isinstance(when, (int, float)) and not isinstance(when, bool):
-        return round(float(when) * 1_000_000)
+        seconds = float(when)
+        if not abs(seconds) < 9.2e12:  # also NaN
+            raise ValueError(f"UNIX time {when!r} is out of range")
+        return round(seconds * 1_000_000)
     raise TypeError(f"expected a datetime or UNIX seconds, got {type(when).__name__}")
 
 
@@ -390,21 +395,31 @@ class Engine:
         self._secret = None
 
     def background_server(self) -> tuple[str, str]:
-        """``(base_url, api_key)`` of a server for this engine running in this process, started on
-        first use (see :func:`datago.engine.serve_in_background`) and stopped at exit."""
+        """``(base_url, api_key)`` of a server for this engine running in this process on
+        127.0.0.1, started on first use (see :func:`datago.engine.serve_in_background`) with a
+        read-only key of its own, and stopped (its key revoked) by :meth:`dispose` or at exit.
+
+        Raises:
+            OSError, RuntimeError: the server cannot start.
+        """
         with self._lock:
             if self._background is None:
                 from .server import serve_in_background
 
-                self._background = serve_in_background(self)
+                self._background = serve_in_background(self, read_only=True)
+                atexit.register(self._stop_background)
             return self._background[0], self._background[1]
 
-    def dispose(self) -> None:
-        """Stop the background server if any and close pooled connections."""
+    def _stop_background(self) -> None:
         with self._lock:
             if self._background is not None:
                 self._background[2]()
                 self._background = None
+        atexit.unregister(self._stop_background)
+
+    def dispose(self) -> None:
+        """Stop the background server if any and close pooled connections."""
+        self._stop_background()
         self.sa.dispose()
         with _engines_lock:
             if _engines.get(self.url) is self:

@@ -16,9 +16,18 @@ import sqlalchemy as sa
 
 from .db import Engine, datapoints, datasources, fields, metadata_values
 from .query import Query, SqlContext, compile_query
+from .values import INT64_MAX, INT64_MIN, has_nul
 
 _MOD = 4294967296
 _MULT = 1103515245
+
+# the aliases every page statement uses, built once (building them is most of the Python cost of
+# a small page); their column collections are filled here, before any thread shares them
+_DP, _SRC, _M, _F = (
+    t.alias(n) for t, n in ((datapoints, "dp"), (datasources, "src"), (metadata_values, "m"), (fields, "f"))
+)
+for _alias in (_DP, _SRC, _M, _F):
+    _alias.c  # noqa: B018
 
 
 @dataclass
@@ -96,16 +105,19 @@ def parse_cursor(cursor: str, random: bool) -> tuple[int, int]:
     """
     try:
         if random:
-            key, _, ident = cursor.partition(".")
-            return int(key), int(ident)
-        return 0, int(cursor)
+            key_text, _, ident_text = str(cursor).partition(".")
+            key, ident = int(key_text), int(ident_text)
+        else:
+            key, ident = 0, int(cursor)
     except ValueError:
         raise ValueError(f"invalid cursor {cursor!r}") from None
+    if not (0 <= key < _MOD and INT64_MIN <= ident <= INT64_MAX):
+        raise ValueError(f"invalid cursor {cursor!r}")
+    return key, ident
 
 
 def _filtered(engine: Engine, spec: PageSpec) -> tuple[sa.Select[Any], Any, Any]:
-    dp = datapoints.alias("dp")
-    src = datasources.alias("src")
+    dp, src = _DP, _SRC
     ctx = SqlContext(dp, engine.dialect, spec.as_of_us)
     rand_key = None
     if spec.seed is not None:
@@ -127,10 +139,11 @@ def _filtered(engine: Engine, spec: PageSpec) -> tuple[sa.Select[Any], Any, Any]
     where = []
     if spec.source_ids is not None:
         where.append(dp.c.datasource_id.in_(spec.source_ids))
+    # names with NUL were never stored (PostgreSQL refuses them even as parameters)
     if spec.source_names is not None:
-        where.append(src.c.name.in_(spec.source_names))
+        where.append(src.c.name.in_([n for n in spec.source_names if not has_nul(n)]))
     if spec.exclude_source_names:
-        where.append(src.c.name.not_in(spec.exclude_source_names))
+        where.append(src.c.name.not_in([n for n in spec.exclude_source_names if not has_nul(n)]))
     if spec.as_of_us is not None:
         where.append(dp.c.created_at <= spec.as_of_us)
     if spec.partitions is not None:
@@ -194,8 +207,7 @@ def page_rows(engine: Engine, spec: PageSpec) -> RawPage:
     if spec.select is not None and not spec.select:  # no metadata wanted: no join at all
         out = sa.select(*page.c, *(sa.null() for _ in range(8))).select_from(page)
     else:
-        m = metadata_values.alias("m")
-        f = fields.alias("f")
+        m, f = _M, _F
         # flat LEFT JOINs: a nested (m JOIN f) would be materialized whole by SQLite
         m_on = sa.and_(m.c.datapoint_id == page.c.id, SqlContext(dp, engine.dialect, spec.as_of_us).current(m))
         f_on = [f.c.id == m.c.field_id]

@@ -9,14 +9,16 @@ JSON form (:meth:`Query.to_dict`)::
     {"and": [q, ...]}   {"or": [q, ...]}   {"not": q}
 
 Operators: ``eq ne gt ge lt le`` (values int, float, bool, str, datetime; ``eq``/``ne`` also bytes,
-compared by sha256), ``contains`` (substring, case-sensitive, str fields), ``has_tag`` (exact item
-of a comma-separated str field such as ``tags``), ``is_null`` and ``is_not_null`` (no value).
+compared by sha256), ``contains`` (substring, case-sensitive, str fields), ``icontains`` (the same,
+ignoring the case of ASCII letters), ``has_tag`` (exact item of a comma-separated str field such as
+``tags``), ``is_null`` and ``is_not_null`` (no value).
 Datetimes are written ``{"$datetime": "2024-01-01T00:00:00+00:00"}``.
 
 Semantics: a comparison matches datapoints that *have* a value for the field which satisfies
 it (``ne`` does not match datapoints without the field; ``~(f == v)`` does). Values compare
 against the column of their own type (an int also matches float fields), so a comparison with a
-value of the wrong type matches nothing.
+value of the wrong type matches nothing. Ints beyond 64 bits compare as floats. NaN and str
+values with NUL characters are refused (``ValueError``): backends disagree on them.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
+import string
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -31,10 +35,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-from .values import BUILTIN_FIELDS, check_field_name, decode_json, encode_json, infer_type
+from .values import BUILTIN_FIELDS, INT64_MAX, INT64_MIN, check_field_name, decode_json, encode_json, infer_type
 
 COMPARISONS = ("eq", "ne", "gt", "ge", "lt", "le")
-OPERATORS = (*COMPARISONS, "contains", "has_tag", "is_null", "is_not_null")
+TEXT_OPERATORS = ("contains", "icontains", "has_tag")
+OPERATORS = (*COMPARISONS, *TEXT_OPERATORS, "is_null", "is_not_null")
 _UNARY = ("is_null", "is_not_null")
 MAX_DEPTH = 64
 
@@ -43,12 +48,15 @@ class Query:
     """Base class of query expressions. Combine with ``&`` (and), ``|`` (or), ``~`` (not)."""
 
     def __and__(self, other: Query) -> Query:
+        """Both conditions (``other`` may be a datasource view: its query)."""
         return And.of(self, _as_query(other))
 
     def __or__(self, other: Query) -> Query:
+        """Either condition (``other`` may be a datasource view: its query)."""
         return Or.of(self, _as_query(other))
 
     def __invert__(self) -> Query:
+        """The negation (``~~q`` is ``q``)."""
         if isinstance(self, Not):
             return self.child
         return Not(self)
@@ -120,7 +128,12 @@ def _as_query(other: Any) -> Query:
 
 @dataclass(frozen=True)
 class Condition(Query):
-    """``field op value``; see the module docstring for operators."""
+    """``field op value``; see the module docstring for operators.
+
+    Raises:
+        ValueError: unknown operator, a missing value, NaN, a str with NUL, a tag with a comma.
+        TypeError: a value of no metadata type, or of a type the operator does not take.
+    """
 
     field: str
     op: str
@@ -136,14 +149,19 @@ class Condition(Query):
                 raise ValueError(f"operator {self.op} needs a value")
             return
         vtype = infer_type(self.value)
-        if self.op in ("contains", "has_tag") and vtype != "str":
+        if self.op in TEXT_OPERATORS and vtype != "str":
             raise TypeError(f"{self.op} takes a str, got {vtype}")
         if vtype == "bytes" and self.op not in ("eq", "ne"):
             raise TypeError("bytes values only support == and !=")
         if self.op == "has_tag" and "," in self.value:
             raise ValueError("a tag cannot contain a comma")
+        if vtype == "float" and math.isnan(self.value):
+            raise ValueError("NaN matches nothing; use is_null() for missing values")
+        if vtype == "str" and "\x00" in self.value:
+            raise ValueError("str values cannot contain NUL characters")
 
     def to_dict(self) -> dict[str, Any]:
+        """``{"field", "op"[, "value"]}`` (see the module docstring)."""
         d: dict[str, Any] = {"field": self.field, "op": self.op}
         if self.op not in _UNARY:
             d["value"] = encode_json(self.value)
@@ -151,37 +169,38 @@ class Condition(Query):
 
 
 @dataclass(frozen=True)
-class And(Query):
-    """All children match."""
+class _Compound(Query):
+    """A query over several children (:class:`And`, :class:`Or`)."""
 
     children: tuple[Query, ...]
+    _key = ""
 
-    @staticmethod
-    def of(*items: Query) -> Query:
+    @classmethod
+    def of(cls, *items: Query) -> Query:
+        """The combination of ``items`` with nested ones of the same kind flattened; a single
+        item is returned as is."""
         flat: list[Query] = []
         for q in items:
-            flat.extend(q.children if isinstance(q, And) else (q,))
-        return flat[0] if len(flat) == 1 else And(tuple(flat))
+            flat.extend(q.children if isinstance(q, cls) else (q,))
+        return flat[0] if len(flat) == 1 else cls(tuple(flat))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"and": [c.to_dict() for c in self.children]}
+        """``{"and" | "or": [children]}``."""
+        return {self._key: [c.to_dict() for c in self.children]}
 
 
 @dataclass(frozen=True)
-class Or(Query):
+class And(_Compound):
+    """All children match."""
+
+    _key = "and"
+
+
+@dataclass(frozen=True)
+class Or(_Compound):
     """Any child matches."""
 
-    children: tuple[Query, ...]
-
-    @staticmethod
-    def of(*items: Query) -> Query:
-        flat: list[Query] = []
-        for q in items:
-            flat.extend(q.children if isinstance(q, Or) else (q,))
-        return flat[0] if len(flat) == 1 else Or(tuple(flat))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"or": [c.to_dict() for c in self.children]}
+    _key = "or"
 
 
 @dataclass(frozen=True)
@@ -191,6 +210,7 @@ class Not(Query):
     child: Query
 
     def to_dict(self) -> dict[str, Any]:
+        """``{"not": child}``."""
         return {"not": self.child.to_dict()}
 
 
@@ -231,6 +251,10 @@ class Field:
     def contains(self, text: str) -> Any:
         """Substring match (case-sensitive) on a str field."""
         return self._make("contains", text)
+
+    def icontains(self, text: str) -> Any:
+        """Substring match ignoring the case of ASCII letters, on a str field."""
+        return self._make("icontains", text)
 
     def has_tag(self, tag: str) -> Any:
         """``tag`` is one of the comma-separated items of the str field."""
@@ -281,8 +305,17 @@ class SqlContext:
             return sa.func.strpos(haystack, needle) > 0
         return haystack.contains(needle, autoescape=True)
 
+    def ascii_lower(self, text: Any) -> Any:
+        """``text`` with ASCII letters lowered, the same on every backend (SQLite's ``lower``
+        only lowers ASCII; PostgreSQL's follows the locale, so it gets ``translate``)."""
+        if self.dialect == "postgresql":
+            return sa.func.translate(text, string.ascii_uppercase, string.ascii_lowercase)
+        return sa.func.lower(text)
+
 
 def builtin_column(ctx: SqlContext, name: str) -> Any:
+    """The SQL expression of a builtin field (see :data:`~datago.engine.values.BUILTIN_FIELDS`)
+    over the context's datapoints."""
     dp = ctx.dp
     if name == "datapoint_id":
         return dp.c.id
@@ -293,6 +326,21 @@ def builtin_column(ctx: SqlContext, name: str) -> Any:
     if name == "created_at":
         return dp.c.created_at
     return dp.c[name]
+
+
+def _number(value: Any) -> Any:
+    """A numeric query value as a typed bound parameter: an int within 64 bits as BIGINT,
+    anything else as DOUBLE (±inf beyond the float range), which every backend compares with
+    any numeric column (a bind typed after an INTEGER column would overflow on PostgreSQL)."""
+    if isinstance(value, bool):
+        value = int(value)
+    if isinstance(value, int) and INT64_MIN <= value <= INT64_MAX:
+        return sa.bindparam(None, value, type_=sa.BigInteger)
+    try:
+        f = float(value)
+    except OverflowError:
+        f = math.inf if value > 0 else -math.inf
+    return sa.bindparam(None, f, type_=sa.Double)
 
 
 def _compare(col: Any, op: str, value: Any) -> ColumnElement[bool]:
@@ -309,16 +357,26 @@ def _compare(col: Any, op: str, value: Any) -> ColumnElement[bool]:
     return col <= value
 
 
-def _value_clause(ctx: SqlContext, m: Any, op: str, value: Any) -> ColumnElement[bool]:
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def _text_clause(ctx: SqlContext, col: Any, op: str, value: str) -> ColumnElement[bool]:
+    """A :data:`TEXT_OPERATORS` condition on the str expression ``col``."""
     if op == "contains":
-        return ctx.strpos(m.c.value_str, value)
-    if op == "has_tag":
-        return ctx.strpos(sa.literal(",") + m.c.value_str + sa.literal(","), sa.literal("," + value + ","))
+        return ctx.strpos(col, value)
+    if op == "icontains":
+        return ctx.strpos(ctx.ascii_lower(col), value.translate(_ASCII_LOWER))
+    return ctx.strpos(sa.literal(",") + col + sa.literal(","), sa.literal("," + value + ","))
+
+
+def _value_clause(ctx: SqlContext, m: Any, op: str, value: Any) -> ColumnElement[bool]:
+    if op in TEXT_OPERATORS:
+        return _text_clause(ctx, m.c.value_str, op, value)
     vtype = infer_type(value)
     if vtype == "bool":
         return _compare(m.c.value_bool, op, bool(value))
     if vtype in ("int", "float"):
-        v = int(value) if vtype == "int" else float(value)
+        v = _number(int(value) if vtype == "int" else float(value))
         return sa.or_(_compare(m.c.value_int, op, v), _compare(m.c.value_float, op, v))
     if vtype == "str":
         return _compare(m.c.value_str, op, value)
@@ -327,23 +385,29 @@ def _value_clause(ctx: SqlContext, m: Any, op: str, value: Any) -> ColumnElement
     return _compare(m.c.value_blob_hash, op, hashlib.sha256(bytes(value)).hexdigest())
 
 
+#: builtin fields holding str (the others are numbers; ``created_at`` also takes datetimes)
+STR_BUILTIN_FIELDS = ("path", "format")
+
+
 def _builtin_clause(ctx: SqlContext, c: Condition) -> ColumnElement[bool]:
     col = builtin_column(ctx, c.field)
     if c.op == "is_null" or (c.op == "eq" and c.value is None):
         return col.is_(None)
     if c.op == "is_not_null" or (c.op == "ne" and c.value is None):
         return col.is_not(None)
-    if c.op == "contains":
-        return ctx.strpos(col, c.value)
-    if c.op == "has_tag":
-        return ctx.strpos(sa.literal(",") + col + sa.literal(","), sa.literal("," + c.value + ","))
+    # like metadata fields, a builtin field only matches values of its own type
+    is_str = c.field in STR_BUILTIN_FIELDS
+    if c.op in TEXT_OPERATORS:
+        return _text_clause(ctx, col, c.op, c.value) if is_str else sa.false()
     value = c.value
-    if c.field == "created_at":
+    if c.field == "created_at" and isinstance(value, _dt.datetime):
         from .db import to_us
 
-        if isinstance(value, _dt.datetime):
-            value = to_us(value)
-    return _compare(col, c.op, value)
+        value = to_us(value)
+    vtype = infer_type(value)
+    if is_str:
+        return _compare(col, c.op, value) if vtype == "str" else sa.false()
+    return _compare(col, c.op, _number(value)) if vtype in ("int", "float") else sa.false()
 
 
 def compile_query(q: Query, ctx: SqlContext, _depth: int = 0) -> ColumnElement[bool]:

@@ -54,15 +54,40 @@ def safe_relpath(path: str) -> str:
 
 
 def image_info(fp: Any) -> tuple[int | None, int | None, str | None]:
-    """``(width, height, format)`` from an image header (Pillow's lazy open, no pixel decode);
-    ``(None, None, None)`` when the file is not an image Pillow recognizes."""
+    """``(width, height, format)`` from an image header, or ``(None, None, None)`` when the file
+    is not an image Pillow recognizes.
+
+    Only the header is parsed (Pillow's format plugins, as ``Image.open`` runs them): no pixel
+    is decoded, so huge images cost no more than small ones, and Pillow's decompression-bomb
+    limit (which guards decoding) neither warns nor refuses here.
+
+    Args:
+        fp: a binary file object positioned anywhere (it is rewound), left open.
+    """
     from PIL import Image
 
     try:
-        with Image.open(fp) as im:
-            return int(im.width), int(im.height), im.format
-    except Exception:
+        fp.seek(0)
+        prefix = fp.read(16)
+    except (OSError, ValueError):
         return None, None, None
+    Image.init()  # registers every format plugin (once)
+    for fmt in list(Image.ID):
+        factory, accept = Image.OPEN[fmt]
+        try:
+            if accept is not None:
+                ok = accept(prefix)
+                if not ok or isinstance(ok, str):  # a str: "looks like it, unsupported"
+                    continue
+            fp.seek(0)
+            im = factory(fp, "")
+        except Exception:  # not this format (plugins raise SyntaxError, ValueError, ...)
+            continue
+        try:
+            return int(im.width), int(im.height), im.format
+        finally:
+            im.fp = None  # the caller owns fp
+    return None, None, None
 
 
 def list_local(root: str) -> list[str]:

@@ -3,8 +3,9 @@
 Endpoints (JSON; errors are ``{"error": message, "status": code}``, never a stack trace):
 
 - ``GET /api/images/``: dataroom image listing. Parameters: ``page_size`` (1..2000, default
-  100), ``cursor``, ``fields``, ``sources``, ``sources__ne``, ``tags`` (any), ``tags__all``,
-  ``tags__ne``, ``attributes=name__op:value,...`` (ops eq ne gt gte lt lte contains icontains),
+  100), ``cursor``, ``fields``, ``sources``, ``sources__ne``, ``tags`` (any of), ``tags__all``,
+  ``tags__ne`` (none of), ``tags__ne_all`` (not all of), ``tags__empty`` (true/false),
+  ``attributes=name__op:value,...`` (ops eq ne gt gte lt lte contains icontains),
   ``has_attributes``, ``lacks_attributes``, ``has_masks``, ``lacks_masks``, ``has_latents``,
   ``lacks_latents``, ``return_latents``, ``short_edge__gte/lte``, ``pixel_count__gte/lte``,
   ``duplicate_state`` (int, or ``None``), ``partitions_count`` + ``partition`` (datapoints with
@@ -64,7 +65,7 @@ from .scan import file_url as http_file_url
 from .scan import is_http, local_file, safe_relpath
 from .signing import verify
 from .tokens import TokenInfo, create_token, revoke_token, verify_token
-from .values import check_field_name, decode_json
+from .values import check_field_name, decode_json, has_nul
 
 log = logging.getLogger("datago.engine.server")
 
@@ -346,6 +347,8 @@ def create_app(
         ]
 
     def datasource(name: str) -> Datasource:
+        if has_nul(name):  # never stored
+            raise ApiError(404, f"no datasource named {name!r}")
         with engine.read() as conn:
             row = conn.execute(sa.select(datasources).where(datasources.c.name == name)).first()
         if row is None:

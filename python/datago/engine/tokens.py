@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from .db import Engine, api_tokens, from_us, now_us
+from .values import check_name, has_nul
 
 KEY_PREFIX = "dg_"
 
@@ -38,10 +39,10 @@ def create_token(engine: Engine, name: str, read_only: bool = False) -> str:
     """Create a token and return its key (shown once, not recoverable).
 
     Raises:
-        ValueError: empty name, or an active token with this name exists.
+        ValueError: a name that is empty, longer than 255 characters or contains NUL, or an
+            active token with this name exists.
     """
-    if not isinstance(name, str) or not 0 < len(name) <= 255:
-        raise ValueError(f"invalid token name {name!r}")
+    check_name("token", name)
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     with engine.write() as conn:
         active = conn.execute(
@@ -83,6 +84,8 @@ def revoke_token(engine: Engine, name: str) -> int:
     Raises:
         KeyError: no active token with that name.
     """
+    if has_nul(name):
+        raise KeyError(f"no active token named {name!r}")
     with engine.write() as conn:
         n = conn.execute(
             sa.update(api_tokens)

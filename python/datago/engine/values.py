@@ -15,6 +15,9 @@ type       Python values accepted                   stored in column
 
 Datetimes are stored in UTC: timezone-aware values are converted, naive values are taken
 to be UTC already. They are returned timezone-aware (UTC).
+
+Values every backend stores alike (see :func:`storage_problem`): ints within 64 bits, floats
+other than NaN (infinities are fine), str without NUL characters.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ BUILTIN_FIELDS: tuple[str, ...] = (
 )
 
 MAX_FIELD_NAME = 255
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
 
 
 def _is_numpy_bool(value: Any) -> bool:
@@ -111,6 +116,39 @@ def normalize(value: Any, ftype: str) -> Any:
     if ftype == "datetime":
         return to_utc(value)
     return bytes(value)
+
+
+def storage_problem(value: Any) -> str | None:
+    """Why a normalized value (see :func:`normalize`) cannot be stored or compared the same way
+    on SQLite and PostgreSQL, or None when it can: an int outside 64 bits, a NaN float (SQLite
+    stores NULL, PostgreSQL NaN), a str with a NUL character (PostgreSQL refuses it)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        return f"int {value} is outside the 64-bit range"
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN cannot be stored (None removes a value)"
+    if isinstance(value, str) and "\x00" in value:
+        return "str values cannot contain NUL characters"
+    return None
+
+
+def has_nul(name: Any) -> bool:
+    """True for a str containing a NUL character: such a name can never have been stored
+    (PostgreSQL refuses NUL in text), so look-ups treat it as absent."""
+    return isinstance(name, str) and "\x00" in name
+
+
+def check_name(kind: str, name: Any) -> str:
+    """Validate the name of a datasource, dataset or token: a str of 1..255 characters without
+    NUL.
+
+    Raises:
+        ValueError: anything else (the message names ``kind``).
+    """
+    if not isinstance(name, str) or not 0 < len(name) <= 255 or "\x00" in name:
+        raise ValueError(f"invalid {kind} name {name!r} (1..255 characters, no NUL)")
+    return name
 
 
 def is_missing(value: Any) -> bool:

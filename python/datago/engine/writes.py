@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .db import Engine, chunks, datapoints, datasources, fields, metadata_values, now_us
-from .values import VALUE_COLUMN, check_field_name, infer_type, normalize
+from .values import VALUE_COLUMN, check_field_name, has_nul, infer_type, normalize, storage_problem
 
 TAGS_FIELD = "tags"
 BULK_ROWS = 5000  # refresh planner statistics after writing at least this many rows
@@ -114,7 +114,9 @@ def write_metadata(engine: Engine, datasource_id: int, updates: Iterable[tuple[s
     Raises:
         TypeError: a value of an unsupported type, or of another type than its field's (the
             message names the field and the path). Nothing is written.
-        ValueError: an invalid or reserved field name. Nothing is written.
+        ValueError: an invalid or reserved field name, or a value no backend stores alike (an
+            int outside 64 bits, NaN, a str with NUL; the message names the field and the
+            path). Nothing is written.
         KeyError: a path that is not a datapoint of the datasource. Nothing is written.
     """
     merged: dict[str, dict[str, Any]] = {}
@@ -157,6 +159,9 @@ def write_metadata(engine: Engine, datasource_id: int, updates: Iterable[tuple[s
                         raise TypeError(
                             f"field {name!r} has type {ftype}; got a {vtype} value for path {path!r}"
                         ) from None
+                    problem = storage_problem(value)
+                    if problem:
+                        raise ValueError(f"field {name!r} of path {path!r}: {problem}")
                     if ftype == "bytes":
                         digest = hashlib.sha256(value).hexdigest()
                         blobs[digest] = value
@@ -166,7 +171,7 @@ def write_metadata(engine: Engine, datasource_id: int, updates: Iterable[tuple[s
         # paths -> datapoint ids
         ids: dict[str, int] = {}
         paths = list(merged)
-        for chunk in chunks(paths, 500):
+        for chunk in chunks([p for p in paths if not has_nul(p)], 500):
             for dp_id, p in conn.execute(
                 sa.select(datapoints.c.id, datapoints.c.path).where(
                     datapoints.c.datasource_id == datasource_id, datapoints.c.path.in_(chunk)

@@ -28,7 +28,7 @@ apt_install() {
 setup() {
     command -v go >/dev/null || { echo "Go is required (https://go.dev/dl/)" >&2; exit 1; }
     # libvips for the core; Debian's wallpaper packages are the real photographs of tests and demo
-    apt_install libvips-dev libdeflate-dev pkg-config gcc mate-backgrounds lomiri-wallpapers-20.04
+    apt_install libvips-dev libjpeg-dev libdeflate-dev pkg-config gcc mate-backgrounds lomiri-wallpapers-20.04
     log "go build libdatago.so and the CLI"
     go build -buildmode=c-shared -o python/datago/libdatago.so ./go/capi
     rm -f python/datago/libdatago.h

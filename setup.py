@@ -1,4 +1,4 @@
-"""Build hook: `pip install .` compiles libdatago.so with Go (needs Go, libvips-dev and libdeflate-dev)."""
+"""Build hook: `pip install .` compiles libdatago.so with Go (needs Go, libvips-dev, libjpeg-dev and libdeflate-dev)."""
 
 import shutil
 import subprocess

@@ -5,11 +5,12 @@ package transform
 /*
 #cgo pkg-config: vips
 #cgo CFLAGS: -O3
-#cgo LDFLAGS: -lm -ldeflate
+#cgo LDFLAGS: -lm -ldeflate -ljpeg
 #include <stdlib.h>
 #include "vips.h"
 #include "resample.h"
 #include "pngdec.h"
+#include "jpegdec.h"
 */
 import "C"
 
@@ -184,6 +185,10 @@ func boolInt(b bool) C.int {
 // pngFast turns our PNG decoder on (1) or off (0: libvips decodes every PNG), or only reports
 // (-1); returns the previous state. Tests compare the two.
 func pngFast(on int) int { return int(C.dg_png_fast(C.int(on))) }
+
+// jpegFast turns our JPEG window read on (1) or off (0: libvips decodes every JPEG), or only
+// reports (-1); returns the previous state. Tests compare the two.
+func jpegFast(on int) int { return int(C.dg_jpeg_fast(C.int(on))) }
 
 // resampleSIMD selects the resampler's SIMD path (2 AVX2 when available, 0 SSE2 only, -1 detect)
 // and returns the previous level; tests use it to check that the paths agree byte for byte.

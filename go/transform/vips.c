@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "vips.h"
+#include "jpegdec.h"
 #include "pngdec.h"
 #include "resample.h"
 
@@ -62,8 +63,7 @@ static void step(VipsImage **x, VipsImage *next) {
     *x = next;
 }
 
-// The centre window of a W x H image with the aspect ratio of tw x th (what a cover resize keeps).
-static void crop_window(int W, int H, int tw, int th, int *x0, int *y0, int *cw, int *ch) {
+void dg_crop_window(int W, int H, int tw, int th, int *x0, int *y0, int *cw, int *ch) {
     double scale = fmax((double)tw / W, (double)th / H);
     *cw = (int)fmin(W, fmax(1.0, round(tw / scale)));
     *ch = (int)fmin(H, fmax(1.0, round(th / scale)));
@@ -75,7 +75,7 @@ static void crop_window(int W, int H, int tw, int th, int *x0, int *y0, int *cw,
 static int centre_crop(VipsImage **x, int tw, int th) {
     VipsImage *in = *x, *t = NULL;
     int x0, y0, cw, ch;
-    crop_window(in->Xsize, in->Ysize, tw, th, &x0, &y0, &cw, &ch);
+    dg_crop_window(in->Xsize, in->Ysize, tw, th, &x0, &y0, &cw, &ch);
     if (cw == in->Xsize && ch == in->Ysize) return 0;
     if (vips_extract_area(in, &t, x0, y0, cw, ch, NULL)) return -1;
     step(x, t);
@@ -170,11 +170,11 @@ static int normalise_colour(VipsImage **x, const dg_params *p, int jpeg_out) {
 
 
 // The hot path, for the common case (8-bit grey or RGB, no alpha, not a mask): the centre crop
-// window decoded (our PNG decoder for PNGs, libvips for the rest, which then decodes only the
-// window past the loader), then our own resampler straight into the output buffer. Returns 1 when
-// it does not apply, 0 on success (r filled), -1 on error.
-static int fast_crop_resize(VipsImage **x, const void *buf, size_t buf_len, int kind, int tw, int th,
-                            const dg_params *p, int oriented, dg_result *r) {
+// window decoded (our JPEG window read and PNG decoder where they apply, else libvips, which then
+// decodes only the window past the loader), then our own resampler straight into the output
+// buffer. Returns 1 when it does not apply, 0 on success (r filled), -1 on error.
+static int fast_crop_resize(VipsImage **x, const void *buf, size_t buf_len, int kind, int shrink,
+                            int tw, int th, const dg_params *p, int oriented, dg_result *r) {
     VipsImage *in = *x, *t = NULL;
     if (p->mask || p->encode != DG_RAW || in->BandFmt != VIPS_FORMAT_UCHAR ||
         (in->Bands != 1 && in->Bands != 3))
@@ -189,17 +189,24 @@ static int fast_crop_resize(VipsImage **x, const void *buf, size_t buf_len, int 
     int cw, ch, bands;
     uint8_t *vips_pixels = NULL;
     dg_png png = {0};
+    dg_jpeg jpg = {0};
     const char *png_err = NULL;
-    int png_rc = 1;
-    if (kind == DG_PNG && !(p->to_rgb8 && in->Bands == 1))
-        png_rc = dg_png_decode(buf, buf_len, &png, &png_err);
+    int png_rc = 1, jpg_rc = 1;
+    int own = !(p->to_rgb8 && in->Bands == 1); // grey to RGB: libvips' bandjoin below
+    if (own && kind == DG_PNG) png_rc = dg_png_decode(buf, buf_len, &png, &png_err);
+    if (own && kind == DG_JPEG)
+        jpg_rc = dg_jpeg_decode(buf, buf_len, shrink, in->Xsize, in->Ysize, in->Bands, tw, th, &jpg);
     if (png_rc < 0) {
         vips_error("datago", "%s", png_err);
         return -1;
     }
-    if (png_rc == 0 && png.width == in->Xsize && png.height == in->Ysize && png.bands == in->Bands) {
+    if (jpg_rc == 0) {
+        cw = jpg.width, ch = jpg.height, bands = jpg.bands;
+        stride = jpg.stride;
+        src = jpg.pixels;
+    } else if (png_rc == 0 && png.width == in->Xsize && png.height == in->Ysize && png.bands == in->Bands) {
         int x0, y0;
-        crop_window(png.width, png.height, tw, th, &x0, &y0, &cw, &ch);
+        dg_crop_window(png.width, png.height, tw, th, &x0, &y0, &cw, &ch);
         bands = png.bands;
         stride = png.stride;
         src = png.pixels + (size_t)y0 * stride + (size_t)x0 * bands;
@@ -225,6 +232,7 @@ static int fast_crop_resize(VipsImage **x, const void *buf, size_t buf_len, int 
     int rc = dg_resample(src, cw, ch, stride, bands, dst, tw, th, dps);
     g_free(vips_pixels);
     dg_png_free(&png);
+    dg_jpeg_free(&jpg);
     if (rc) {
         g_free(dst);
         vips_error("datago", "resample failed");
@@ -282,7 +290,8 @@ int dg_finish(const void *buf, size_t len, dg_header *h, const dg_params *p, dg_
     if (p->resize) {
         int tw = swap ? p->target_h : p->target_w;
         int th = swap ? p->target_w : p->target_h;
-        int fast = fast_crop_resize(&x, buf, len, h->kind, tw, th, p, h->orientation > 1, r);
+        int shrink = h->kind == DG_JPEG && p->shrink > 1 ? p->shrink : 1;
+        int fast = fast_crop_resize(&x, buf, len, h->kind, shrink, tw, th, p, h->orientation > 1, r);
         if (fast == 0) {
             rc = 0;
             goto done;

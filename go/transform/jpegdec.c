@@ -1,0 +1,115 @@
+// Our own JPEG read for the hot path: libjpeg-turbo called directly, decoding only the crop window.
+//
+// libvips decodes a JPEG through its region pipeline (threads, tiles, copies): on 512-px buckets
+// that machinery costs about as much as the entropy decoding it drives. Here the same library does
+// the same decode (same scale_denom for shrink-on-load, same default DCT and upsampling, so the
+// pixels are identical), straight into one buffer, and only the window that the centre crop
+// keeps: rows above it are skipped (jpeg_skip_scanlines: entropy-decoded, not transformed), rows
+// below it never read, columns outside it not transformed (jpeg_crop_scanline).
+//
+// Anything unusual (CMYK/YCCK, a size that disagrees with libvips' header, any libjpeg warning or
+// error such as a truncated file) hands the image back to libvips, so what is accepted or refused
+// does not change.
+#include "jpegdec.h"
+
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jpeglib.h>
+
+static int jpeg_fast_enabled = 1;
+
+int dg_jpeg_fast(int on) {
+    int prev = __atomic_load_n(&jpeg_fast_enabled, __ATOMIC_RELAXED);
+    if (on >= 0) __atomic_store_n(&jpeg_fast_enabled, on ? 1 : 0, __ATOMIC_RELAXED);
+    return prev;
+}
+
+typedef struct {
+    struct jpeg_error_mgr pub;
+    jmp_buf jump;
+    int warned;
+} dg_jerr;
+
+static void on_error(j_common_ptr cinfo) {
+    dg_jerr *e = (dg_jerr *)cinfo->err;
+    longjmp(e->jump, 1);
+}
+
+static void on_message(j_common_ptr cinfo, int level) {
+    if (level < 0) ((dg_jerr *)cinfo->err)->warned = 1; // corrupt data, premature end, ...
+}
+
+int dg_jpeg_decode(const uint8_t *buf, size_t len, int shrink, int expect_w, int expect_h,
+                   int expect_bands, int tw, int th, dg_jpeg *out) {
+    memset(out, 0, sizeof(*out));
+    if (!__atomic_load_n(&jpeg_fast_enabled, __ATOMIC_RELAXED)) return 1;
+    struct jpeg_decompress_struct cinfo;
+    dg_jerr jerr;
+    uint8_t *volatile pixels = NULL;
+    volatile int rc = 1;
+    cinfo.err = jpeg_std_error(&jerr.pub);
+    jerr.pub.error_exit = on_error;
+    jerr.pub.emit_message = on_message;
+    jerr.warned = 0;
+    jpeg_create_decompress(&cinfo);
+    if (setjmp(jerr.jump)) {
+        rc = 1; // libjpeg refused it: libvips will say why
+        goto done;
+    }
+    jpeg_mem_src(&cinfo, buf, (unsigned long)len);
+    if (jpeg_read_header(&cinfo, TRUE) != JPEG_HEADER_OK) goto done;
+    int bands;
+    switch (cinfo.jpeg_color_space) {
+    case JCS_YCbCr:
+    case JCS_RGB:
+        cinfo.out_color_space = JCS_RGB;
+        bands = 3;
+        break;
+    case JCS_GRAYSCALE:
+        cinfo.out_color_space = JCS_GRAYSCALE;
+        bands = 1;
+        break;
+    default: // CMYK, YCCK: libvips (ink inversion, colour conversion)
+        goto done;
+    }
+    cinfo.scale_num = 1;
+    cinfo.scale_denom = (unsigned)shrink;
+    jpeg_start_decompress(&cinfo);
+    if ((int)cinfo.output_width != expect_w || (int)cinfo.output_height != expect_h ||
+        cinfo.output_components != bands || bands != expect_bands)
+        goto done;
+
+    int x0, y0, cw, ch;
+    dg_crop_window(expect_w, expect_h, tw, th, &x0, &y0, &cw, &ch);
+    JDIMENSION xoff = (JDIMENSION)x0, width = (JDIMENSION)cw;
+    if (cw < expect_w) jpeg_crop_scanline(&cinfo, &xoff, &width); // widens to iMCU bounds
+    size_t stride = (size_t)cinfo.output_width * bands; // output_width is now the cropped width
+    pixels = malloc(stride * (size_t)ch + 16);
+    if (!pixels) goto done;
+    if (y0 > 0 && jpeg_skip_scanlines(&cinfo, (JDIMENSION)y0) != (JDIMENSION)y0) goto done;
+    while (cinfo.output_scanline < (JDIMENSION)(y0 + ch)) {
+        JSAMPROW row = pixels + (size_t)(cinfo.output_scanline - y0) * stride;
+        if (jpeg_read_scanlines(&cinfo, &row, 1) != 1) goto done;
+    }
+    if (jerr.warned) goto done;
+    out->raw = pixels;
+    out->pixels = pixels + (size_t)(x0 - (int)xoff) * bands;
+    out->stride = stride;
+    out->width = cw;
+    out->height = ch;
+    out->bands = bands;
+    pixels = NULL;
+    rc = 0;
+done:
+    jpeg_destroy_decompress(&cinfo); // also after a partial read: no need to finish
+    free(pixels);
+    return rc;
+}
+
+void dg_jpeg_free(dg_jpeg *j) {
+    free(j->raw);
+    memset(j, 0, sizeof(*j));
+}

@@ -1,0 +1,33 @@
+// Our own JPEG read of the centre crop window (libjpeg-turbo directly); see jpegdec.c.
+#ifndef DATAGO_TRANSFORM_JPEGDEC_H
+#define DATAGO_TRANSFORM_JPEGDEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct dg_jpeg {
+    uint8_t *raw;     // the allocation (freed by dg_jpeg_free)
+    uint8_t *pixels;  // first pixel of the window
+    size_t stride;    // bytes from one row of the window to the next
+    int width;        // window pixels
+    int height;
+    int bands;        // 1 (grey) or 3 (RGB), 8 bits each
+} dg_jpeg;
+
+// Decodes the centre window, with the aspect ratio of tw x th, of the JPEG in buf scaled by
+// 1/shrink (DCT scaling). expect_* is libvips' view of the scaled image (size, bands): any
+// disagreement, colour space other than grey/YCbCr/RGB, or libjpeg warning/error returns 1 (use
+// libvips). Returns 0 with out filled, 1 otherwise.
+int dg_jpeg_decode(const uint8_t *buf, size_t len, int shrink, int expect_w, int expect_h,
+                   int expect_bands, int tw, int th, dg_jpeg *out);
+void dg_jpeg_free(dg_jpeg *j);
+
+// Turns the decoder on (1) or off (0) process-wide, or only reports (-1); returns the previous
+// state. For tests and benchmarks comparing it with libvips.
+int dg_jpeg_fast(int on);
+
+// The centre window of a W x H image with the aspect ratio of tw x th (what a cover resize
+// keeps): origin (x0, y0), size cw x ch. Defined in vips.c.
+void dg_crop_window(int W, int H, int tw, int th, int *x0, int *y0, int *cw, int *ch);
+
+#endif

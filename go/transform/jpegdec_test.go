@@ -1,0 +1,117 @@
+package transform
+
+import (
+	"bytes"
+	"image"
+	"image/draw"
+	"image/jpeg"
+	"os"
+	"testing"
+)
+
+// jpegOf re-encodes the top-left w x h of a photo as a baseline JPEG, grey or colour (4:2:0).
+func jpegOf(t *testing.T, src image.Image, w, h int, grey bool) []byte {
+	t.Helper()
+	r := image.Rect(0, 0, min(w, src.Bounds().Dx()), min(h, src.Bounds().Dy()))
+	var dst draw.Image = image.NewRGBA(r)
+	if grey {
+		dst = image.NewGray(r)
+	}
+	draw.Draw(dst, r, src, src.Bounds().Min, draw.Src)
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, dst, &jpeg.Options{Quality: 90}); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// Our JPEG window read gives exactly libvips' pixels: the same bytes out of the pipeline for the
+// real photos as shipped (with shrink-on-load at several bucket sizes) and re-encoded tall, wide
+// and grey crops, whose centre windows start mid-row and mid-column.
+func TestJPEGWindowMatchesLibvips(t *testing.T) {
+	defer jpegFast(1)
+	files := photos(t)
+	var cases []struct {
+		name string
+		data []byte
+	}
+	for _, path := range files[:min(len(files), 4)] {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cases = append(cases, struct {
+			name string
+			data []byte
+		}{path, data})
+	}
+	photo := decodePhoto(t, files[0])
+	for _, c := range []struct {
+		w, h int
+		grey bool
+	}{{700, 1500, false}, {1900, 500, false}, {1203, 801, true}, {333, 999, true}, {50, 40, false}} {
+		cases = append(cases, struct {
+			name string
+			data []byte
+		}{"re-encoded", jpegOf(t, photo, c.w, c.h, c.grey)})
+	}
+	compared := 0
+	for _, size := range []int{128, 256, 512, 1024} {
+		o := opts(t)
+		bs, err := BuildBuckets(size, 16, 0.5, 2.0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Buckets = bs
+		for _, c := range cases {
+			jpegFast(0)
+			want, _, err := processBytes(t, c.data, o)
+			if err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			jpegFast(1)
+			got, im, err := processBytes(t, c.data, o)
+			if err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s (%dx%d from %dx%d, size %d): our JPEG read differs from libvips",
+					c.name, im.Width, im.Height, im.OriginalWidth, im.OriginalHeight, size)
+			}
+			compared++
+		}
+	}
+	if compared == 0 {
+		t.Fatal("nothing compared")
+	}
+}
+
+// Damaged JPEGs are refused exactly as before: the window read hands anything odd to libvips.
+func TestJPEGWindowDamagedFilesFailLikeLibvips(t *testing.T) {
+	defer jpegFast(1)
+	o := opts(t)
+	data, err := os.ReadFile(photos(t)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipped := bytes.Clone(data)
+	for i := len(data) / 3; i < len(data)/3+64; i++ {
+		flipped[i] ^= 0xA5
+	}
+	for name, bad := range map[string][]byte{
+		"truncated": data[:len(data)/2],
+		"garbled":   flipped,
+		"header":    data[:600],
+	} {
+		var errs [2]string
+		for i, on := range []int{0, 1} {
+			jpegFast(on)
+			if _, _, err := processBytes(t, bad, o); err != nil {
+				errs[i] = ReasonOf(err) + ": " + err.Error()
+			}
+		}
+		if errs[0] != errs[1] {
+			t.Errorf("%s: libvips says %q, with our read %q", name, errs[0], errs[1])
+		}
+	}
+}

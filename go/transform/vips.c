@@ -4,7 +4,10 @@
 // decode) -> centre crop to the bucket's aspect ratio -> one resize to the bucket -> EXIF rotation
 // on the small result -> colour normalisation (8 bits, grey/RGB, alpha) -> raw pixels or re-encode.
 // Everything is demand-driven with sequential access, so only the crop window is ever decoded past
-// the loader and no full-size intermediate is kept.
+// the loader and no full-size intermediate is kept. On the hot path (8-bit grey/RGB, raw output)
+// common JPEGs and PNGs skip libvips' pipeline: jpegdec.c reads the crop window with libjpeg-turbo,
+// pngdec.c decodes with libdeflate, and resample.c resizes; libvips still parses the header, and
+// takes over whenever those decline an image.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

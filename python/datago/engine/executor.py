@@ -8,6 +8,7 @@ seeded bijection of the id (``((id + seed) mod 2^32) * 1103515245 mod 2^32``) wi
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 from dataclasses import dataclass
 from typing import Any
@@ -23,10 +24,11 @@ _MULT = 1103515245
 
 # the aliases every page statement uses, built once (building them is most of the Python cost of
 # a small page); their column collections are filled here, before any thread shares them
-_DP, _SRC, _M, _F = (
-    t.alias(n) for t, n in ((datapoints, "dp"), (datasources, "src"), (metadata_values, "m"), (fields, "f"))
+_DP, _SRC, _M, _F, _F2 = (
+    t.alias(n)
+    for t, n in ((datapoints, "dp"), (datasources, "src"), (metadata_values, "m"), (fields, "f"), (fields, "f2"))
 )
-for _alias in (_DP, _SRC, _M, _F):
+for _alias in (_DP, _SRC, _M, _F, _F2):
     _alias.c  # noqa: B018
 
 
@@ -45,6 +47,8 @@ class PageSpec:
         cursor: continue after this cursor (from a previous page).
         partitions: ``(count, index)``: only datapoints with ``id % count == index``.
         seed: random order with this seed (None: id order).
+        columns: datapoint columns to fetch besides ``id`` and ``datasource_id`` (of
+            :data:`POINT_COLUMNS`; None: all). Fewer columns, a cheaper page.
     """
 
     source_ids: list[int] | None = None
@@ -57,6 +61,11 @@ class PageSpec:
     cursor: str | None = None
     partitions: tuple[int, int] | None = None
     seed: int | None = None
+    columns: tuple[str, ...] | None = None
+
+
+#: the datapoint columns a page can return besides ``id`` and ``datasource_id``
+POINT_COLUMNS = ("source", "path", "size", "width", "height", "format", "created_at")
 
 
 @dataclass(slots=True)
@@ -116,26 +125,27 @@ def parse_cursor(cursor: str, random: bool) -> tuple[int, int]:
     return key, ident
 
 
-def _filtered(engine: Engine, spec: PageSpec) -> tuple[sa.Select[Any], Any, Any]:
+def _filtered(
+    engine: Engine, spec: PageSpec, after_id: int | None = None, columns: tuple[str, ...] = ()
+) -> tuple[sa.Select[Any], Any, Any]:
+    """The statement selecting ``id``, ``datasource_id``, ``columns`` (of :data:`POINT_COLUMNS`)
+    and, with a seed, the random order key ``rk`` of the datapoints of ``spec`` (cursor and order
+    not applied), only those with an id above ``after_id`` when given; its datapoints alias and
+    the random order key (None without seed)."""
     dp, src = _DP, _SRC
-    ctx = SqlContext(dp, engine.dialect, spec.as_of_us)
+    ctx = SqlContext(dp, engine.dialect, spec.as_of_us, after_id)
     rand_key = None
     if spec.seed is not None:
         rand_key = (((dp.c.id + spec.seed % _MOD) % _MOD) * _MULT) % _MOD
-    cols = [
-        dp.c.id,
-        dp.c.datasource_id,
-        src.c.name.label("source"),
-        dp.c.path,
-        dp.c.size,
-        dp.c.width,
-        dp.c.height,
-        dp.c.format,
-        dp.c.created_at,
-    ]
+    cols = [dp.c.id, dp.c.datasource_id]
+    cols += [src.c.name.label("source") if c == "source" else dp.c[c] for c in columns]
     if rand_key is not None:
         cols.append(rand_key.label("rk"))
-    stmt = sa.select(*cols).select_from(dp.join(src, src.c.id == dp.c.datasource_id))
+    stmt = sa.select(*cols)
+    if "source" in columns or spec.source_names is not None or spec.exclude_source_names:
+        stmt = stmt.select_from(dp.join(src, src.c.id == dp.c.datasource_id))
+    else:
+        stmt = stmt.select_from(dp)
     where = []
     if spec.source_ids is not None:
         where.append(dp.c.datasource_id.in_(spec.source_ids))
@@ -146,6 +156,8 @@ def _filtered(engine: Engine, spec: PageSpec) -> tuple[sa.Select[Any], Any, Any]
         where.append(src.c.name.not_in([n for n in spec.exclude_source_names if not has_nul(n)]))
     if spec.as_of_us is not None:
         where.append(dp.c.created_at <= spec.as_of_us)
+    if after_id is not None:
+        where.append(dp.c.id > after_id)
     if spec.partitions is not None:
         count, index = spec.partitions
         if count > 1:
@@ -164,88 +176,124 @@ def count(engine: Engine, spec: PageSpec) -> int:
 
 @dataclass(slots=True)
 class RawPage:
-    """A page as the statement returned it: ``rows`` are tuples ``(id, datasource_id, source,
-    path, size, width, height, format, created_at[, rk], name, type, value_int, value_float,
-    value_str, value_bool, value_datetime, value_blob_hash)`` with one row per (datapoint,
-    metadata value) in no particular order (``name`` None for a datapoint without values);
-    ``ids`` are the page's datapoint ids in page order (rows of other ids are to be skipped);
-    ``nb`` is the index of ``name``.
+    """A page as the statement returned it.
+
+    Attributes:
+        rows: tuples ``(id, datasource_id, field_id, value_int, value_float, value_str,
+            value_bool, value_datetime, value_blob_hash, *columns[, rk])``, one per (datapoint,
+            metadata value) in no particular order (``field_id`` None for a datapoint without
+            values); rows of datapoints not in ``ids`` are to be skipped. Value columns are raw
+            driver values: see :func:`value_of`.
+        ids: the page's datapoint ids in page order.
+        fields: field id -> ``(name, type)`` for the fields of the rows.
+        columns: index in the rows of each datapoint column returned (of :data:`POINT_COLUMNS`,
+            and ``rk`` in random order).
+        next_cursor: cursor of the next page (None on the last page or without limit).
     """
 
     rows: list[Any]
     ids: list[int]
-    nb: int
+    fields: dict[int, tuple[str, str]]
+    columns: dict[str, int]
     next_cursor: str | None
 
 
-#: offsets of the value columns after ``name`` and ``type``, by field type
-VALUE_OFFSET = {t: 2 + i for i, t in enumerate(("int", "float", "str", "bool", "datetime", "bytes"))}
+#: index of the value column in a page row, by field type
+VALUE_INDEX = {t: 3 + i for i, t in enumerate(("int", "float", "str", "bool", "datetime", "bytes"))}
+#: index of the first datapoint column (see :attr:`RawPage.columns`)
+FIRST_COLUMN = 9
 
 
 def page_rows(engine: Engine, spec: PageSpec) -> RawPage:
     """Run the page statement (one SQL statement) and return its raw rows.
 
+    The statement returns each datapoint's columns with each of its values (one row per value,
+    the value's field as an id) and, after them, one row per field of the page's datasources
+    (``id`` NULL, name and type in the ``value_str`` and ``value_blob_hash`` columns): fewer
+    cells than names and types on every row, and each cell costs as much as the database work.
+
     Raises:
         ValueError: malformed cursor.
     """
+    columns = POINT_COLUMNS if spec.columns is None else tuple(c for c in POINT_COLUMNS if c in spec.columns)
     if spec.limit is not None and spec.limit <= 0:
-        return RawPage([], [], 0, None)
-    stmt, dp, rand_key = _filtered(engine, spec)
-    random = rand_key is not None
+        return RawPage([], [], {}, {c: FIRST_COLUMN + i for i, c in enumerate(columns)}, None)
+    random = spec.seed is not None
+    key = last = None
     if spec.cursor:
         key, last = parse_cursor(spec.cursor, random)
-        if random:
-            stmt = stmt.where(sa.or_(rand_key > key, sa.and_(rand_key == key, dp.c.id > last)))
-        else:
-            stmt = stmt.where(dp.c.id > last)
+    # in id order the cursor is a bound on the id, which the filters' subqueries repeat
+    stmt, dp, rand_key = _filtered(engine, spec, None if random else last, columns)
+    if random and last is not None:
+        stmt = stmt.where(sa.or_(rand_key > key, sa.and_(rand_key == key, dp.c.id > last)))
     stmt = stmt.order_by(rand_key, dp.c.id) if random else stmt.order_by(dp.c.id)
     if spec.limit is not None:
         stmt = stmt.limit(spec.limit + 1)
-    page = stmt.subquery("page")
-    # the outer statement is not ordered (sorting the wide joined rows costs more than sorting
-    # the records in Python); rows of one datapoint are grouped below
+    page = stmt.cte("page")
+    extra = [page.c[c] for c in columns]
+    if random:
+        extra.append(page.c.rk)
+    # the statement is not ordered (sorting the joined rows costs more than sorting the ids in
+    # Python); rows of one datapoint are grouped by the caller
     if spec.select is not None and not spec.select:  # no metadata wanted: no join at all
-        out = sa.select(*page.c, *(sa.null() for _ in range(8))).select_from(page)
+        out: Any = sa.select(page.c.id, page.c.datasource_id, *(sa.null() for _ in range(7)), *extra)
     else:
         m, f = _M, _F
-        # flat LEFT JOINs: a nested (m JOIN f) would be materialized whole by SQLite
-        m_on = sa.and_(m.c.datapoint_id == page.c.id, SqlContext(dp, engine.dialect, spec.as_of_us).current(m))
-        f_on = [f.c.id == m.c.field_id]
+        m_on = [m.c.datapoint_id == page.c.id, SqlContext(dp, engine.dialect, spec.as_of_us).current(m)]
+        described = f.c.datasource_id.in_(sa.select(page.c.datasource_id))
         if spec.select is not None:
-            f_on.append(f.c.name.in_(spec.select))
-        joined = page.outerjoin(m, m_on).outerjoin(f, sa.and_(*f_on))
-        out = sa.select(
-            *page.c,
-            f.c.name,
-            f.c.type,
+            m_on.append(m.c.field_id.in_(sa.select(_F2.c.id).where(_F2.c.name.in_(spec.select))))
+            described = sa.and_(described, f.c.name.in_(spec.select))
+        values = sa.select(
+            page.c.id,
+            page.c.datasource_id,
+            m.c.field_id,
             m.c.value_int,
             m.c.value_float,
             m.c.value_str,
-            # raw driver values, converted below only where the field type needs it
+            # raw driver values, converted only where the field type needs it (value_of)
             sa.type_coerce(m.c.value_bool, sa.Integer()),
             sa.type_coerce(m.c.value_datetime, sa.String()),
             m.c.value_blob_hash,
-        ).select_from(joined)
+            *extra,
+        ).select_from(page.outerjoin(m, sa.and_(*m_on)))
+        nulls = [sa.null() for _ in extra]
+        fields_of = sa.select(
+            sa.null(), sa.null(), f.c.id, sa.null(), sa.null(), f.c.name, sa.null(), sa.null(), f.c.type, *nulls
+        ).where(described)
+        out = sa.union_all(values, fields_of)
 
-    nb = len(page.c)
     with engine.read() as conn:
         rows = _fetch_tuples(conn.execute(out))
+    # the field rows: at the end (the order of UNION ALL's parts, which is not guaranteed)
+    n = len(rows)
+    while n and rows[n - 1][0] is None:
+        n -= 1
+    fields_by_id = {r[2]: (r[5], r[8]) for r in rows[n:]}
+    del rows[n:]
+    id_set = {row[0] for row in rows}
+    if None in id_set:  # field rows among the others
+        fields_by_id.update((r[2], (r[5], r[8])) for r in rows if r[0] is None)
+        rows = [r for r in rows if r[0] is not None]
+        id_set.discard(None)
+    index = {c: FIRST_COLUMN + i for i, c in enumerate(columns)}
     if random:
-        keys = {row[0]: row[9] for row in rows}
-        ids = sorted(keys, key=lambda i: (keys[i], i))
+        rk = index["rk"] = FIRST_COLUMN + len(columns)
+        keys = {row[0]: row[rk] for row in rows}
+        ids = sorted(id_set, key=lambda i: (keys[i], i))
     else:
-        ids = sorted({row[0] for row in rows})
+        ids = sorted(id_set)
     next_cursor = None
     if spec.limit is not None and len(ids) > spec.limit:
         ids = ids[: spec.limit]
         last = ids[-1]
         next_cursor = f"{keys[last]}.{last}" if random else str(last)
-    return RawPage(rows, ids, nb, next_cursor)
+    return RawPage(rows, ids, fields_by_id, index, next_cursor)
 
 
-def value_of(row: Any, nb: int, ftype: str) -> Any:
+def value_of(row: Any, ftype: str) -> Any:
     """The Python value of a page row's metadata value of type ``ftype``."""
-    value = row[nb + VALUE_OFFSET[ftype]]
+    value = row[VALUE_INDEX[ftype]]
     if ftype == "bool":
         return bool(value)
     if ftype == "datetime":
@@ -263,18 +311,19 @@ def fetch_page(engine: Engine, spec: PageSpec) -> tuple[list[Record], str | None
     Raises:
         ValueError: malformed cursor.
     """
-    raw = page_rows(engine, spec)
-    nb = raw.nb
-    by_id: dict[int, Record] = {i: None for i in raw.ids}  # type: ignore[misc]
+    raw = page_rows(engine, dataclasses.replace(spec, columns=None))
+    fields_by_id = raw.fields
+    c = FIRST_COLUMN
+    by_id: dict[int, Record] = dict.fromkeys(raw.ids)  # type: ignore[arg-type]
     for row in raw.rows:
         rid = row[0]
         rec = by_id.get(rid, False)
         if rec is False:  # the extra datapoint that only tells there is a next page
             continue
         if rec is None:
-            rec = by_id[rid] = Record(rid, row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], {})
-        name = row[nb]
-        if name is not None:
-            ftype = row[nb + 1]
-            rec.values[name] = (ftype, value_of(row, nb, ftype))
+            rec = by_id[rid] = Record(rid, row[1], *row[c : c + len(POINT_COLUMNS)], {})  # type: ignore[misc]
+        field = fields_by_id.get(row[2])
+        if field is not None:
+            name, ftype = field
+            rec.values[name] = (ftype, value_of(row, ftype))
     return list(by_id.values()), raw.next_cursor

@@ -204,10 +204,20 @@ def create_app(
     def base_url(request: Request) -> str:
         return public or str(request.base_url).rstrip("/")
 
+    roots_cache: dict[str, Any] = {"at": 0.0, "generation": -1, "roots": {}}
+
     def renderer(base: str) -> Renderer:
-        with engine.read() as conn:
-            roots = {i: r for i, r in conn.execute(sa.select(datasources.c.id, datasources.c.root))}
-        return Renderer(base, engine.secret(), roots, url_ttl, engine.blobs.get)
+        """The page renderer, with the datasource roots re-read after a write through this
+        engine or every ROOT_CACHE_S seconds (a datasource made by another process meanwhile
+        still gets signed /files/ URLs, which get_file resolves)."""
+        now = time.monotonic()
+        c = roots_cache
+        if c["generation"] != engine.write_generation or now - c["at"] >= ROOT_CACHE_S:
+            generation = engine.write_generation
+            with engine.read() as conn:
+                roots = {i: r for i, r in conn.execute(sa.select(datasources.c.id, datasources.c.root))}
+            c.update(at=now, generation=generation, roots=roots)
+        return Renderer(base, engine.secret(), c["roots"], url_ttl, engine.blobs.get)
 
     def run_page(
         request: Request,

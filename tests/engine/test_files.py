@@ -1,5 +1,6 @@
-"""Serving datasource files: whole small files from memory, Range resumes with If-Range, and the
-same validators either way (the Go HTTP layer resumes a cut download with them)."""
+"""Serving datasource files: small files from memory (through the ASGI fast path or the route),
+Range resumes with If-Range, and the same validators every way (the Go HTTP layer resumes a cut
+download with them)."""
 
 from __future__ import annotations
 
@@ -26,11 +27,17 @@ def image_urls(client: TestClient, key: str) -> dict[str, str]:
     return {u.split("?")[0].rsplit("/", 1)[1]: u for u in urls}
 
 
-@pytest.mark.parametrize("small_limit", [server_mod.SMALL_FILE_BYTES, 0])
+@pytest.mark.parametrize(
+    "fast_limit, small_limit",
+    [(server_mod.FAST_FILE_BYTES, server_mod.SMALL_FILE_BYTES), (0, server_mod.SMALL_FILE_BYTES), (0, 0)],
+    ids=["asgi-fast-path", "route-whole-file", "route-file-response"],
+)
 def test_whole_and_ranged_files(
-    engine: Engine, photo_root: Path, monkeypatch: pytest.MonkeyPatch, small_limit: int
+    engine: Engine, photo_root: Path, monkeypatch: pytest.MonkeyPatch, fast_limit: int, small_limit: int
 ) -> None:
-    # small_limit 0: every file goes through Starlette's FileResponse; the answers must not differ
+    # the three ways a file can be answered (the ASGI fast path, the route reading the file
+    # whole, Starlette's FileResponse) must not differ
+    monkeypatch.setattr(server_mod, "FAST_FILE_BYTES", fast_limit)
     monkeypatch.setattr(server_mod, "SMALL_FILE_BYTES", small_limit)
     datasources.get_or_create("photos", photo_root, db_url=engine, progress=False)
     client = TestClient(create_app(engine))

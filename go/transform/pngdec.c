@@ -1,4 +1,5 @@
-// Our own decoder for the common PNG: 8-bit grey or RGB, not interlaced, no transparency chunk.
+// Our own decoder for the common PNG: 8-bit grey or RGB, not interlaced, no transparency chunk;
+// with alpha (grey+alpha, RGBA) too when the caller flattens it onto white.
 //
 // PNG photos cost a third of all decode time through libvips/libpng: about half of it in zlib's
 // inflate and half in libpng's byte-at-a-time Paeth unfiltering. Here the IDAT stream is inflated
@@ -38,13 +39,14 @@ static inline uint8_t paeth1(int a, int b, int c) {
 }
 
 #ifdef __SSE2__
-// Paeth for 3-byte pixels, one pixel per step in 16-bit lanes. `cur` needs one byte of slack
-// after the row: 4 bytes are loaded and stored, the fourth stored unchanged.
-static void paeth3_sse2(uint8_t *cur, const uint8_t *up, size_t rowb) {
+// Paeth for 3- or 4-byte pixels, one pixel per step in 16-bit lanes. For 3-byte pixels `cur`
+// needs one byte of slack after the row: 4 bytes are loaded and stored, the fourth unchanged.
+static void paeth_sse2(uint8_t *cur, const uint8_t *up, size_t rowb, int bpp) {
     const __m128i zero = _mm_setzero_si128();
-    const __m128i keep3 = _mm_setr_epi16(-1, -1, -1, 0, 0, 0, 0, 0);
+    const __m128i keep3 = bpp == 4 ? _mm_setr_epi16(-1, -1, -1, -1, 0, 0, 0, 0)
+                                   : _mm_setr_epi16(-1, -1, -1, 0, 0, 0, 0, 0);
     __m128i a = zero, c = zero; // left and upper-left, reconstructed (16-bit lanes)
-    for (size_t i = 0; i < rowb; i += 3) {
+    for (size_t i = 0; i < rowb; i += (size_t)bpp) {
         uint32_t xb, bb;
         memcpy(&xb, cur + i, 4);
         memcpy(&bb, up + i, 4);
@@ -91,8 +93,8 @@ static int unfilter(uint8_t *raw, size_t rowb, int h, int bpp, const uint8_t *ze
             break;
         case 4: // Paeth
 #ifdef __SSE2__
-            if (bpp == 3) {
-                paeth3_sse2(cur, up, rowb);
+            if (bpp >= 3) {
+                paeth_sse2(cur, up, rowb, bpp);
                 break;
             }
 #endif
@@ -106,7 +108,22 @@ static int unfilter(uint8_t *raw, size_t rowb, int h, int bpp, const uint8_t *ze
     return 0;
 }
 
-int dg_png_decode(const uint8_t *buf, size_t len, dg_png *out, const char **err) {
+// Flattens rows of grey+alpha or RGBA (bpp 2 or 4) onto white in place: each row becomes grey
+// or RGB at its start; the stride between rows does not change.
+static void flatten_white(uint8_t *first, size_t stride, int w, int h, int bpp) {
+    int colours = bpp - 1;
+    for (int y = 0; y < h; y++) {
+        uint8_t *row = first + (size_t)y * stride;
+        for (int x = 0; x < w; x++) {
+            const uint8_t *px = row + (size_t)x * bpp;
+            int a = px[colours];
+            uint8_t *o = row + (size_t)x * colours; // never past px: written after it is read
+            for (int b = 0; b < colours; b++) o[b] = (uint8_t)((px[b] * a + 255 * (255 - a) + 127) / 255);
+        }
+    }
+}
+
+int dg_png_decode(const uint8_t *buf, size_t len, int flatten, dg_png *out, const char **err) {
     static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     memset(out, 0, sizeof(*out));
     *err = NULL;
@@ -117,10 +134,12 @@ int dg_png_decode(const uint8_t *buf, size_t len, dg_png *out, const char **err)
     const uint8_t *ihdr = buf + 16;
     uint32_t w = be32(ihdr), h = be32(ihdr + 4);
     int depth = ihdr[8], ctype = ihdr[9], interlace = ihdr[12];
-    if (depth != 8 || (ctype != 0 && ctype != 2) || interlace != 0 || ihdr[10] != 0 || ihdr[11] != 0)
+    int alpha = ctype == 4 || ctype == 6;
+    if (depth != 8 || (ctype != 0 && ctype != 2 && !(alpha && flatten)) || interlace != 0 || ihdr[10] != 0 ||
+        ihdr[11] != 0)
         return 1;
     if (w == 0 || h == 0 || w > (1u << 24) || h > (1u << 24)) return 1;
-    int bpp = ctype == 2 ? 3 : 1;
+    int bpp = ctype == 6 ? 4 : ctype == 2 ? 3 : ctype == 4 ? 2 : 1;
 
     // Walk the chunks: collect IDAT, give tRNS (transparency) back to libvips.
     size_t idat_len = 0, n_idat = 0;
@@ -187,12 +206,13 @@ int dg_png_decode(const uint8_t *buf, size_t len, dg_png *out, const char **err)
         rc = 1;
         goto done;
     }
+    if (alpha) flatten_white(raw + 1, rowb + 1, (int)w, (int)h, bpp);
     out->raw = raw;
     out->pixels = raw + 1;
     out->stride = rowb + 1;
     out->width = (int)w;
     out->height = (int)h;
-    out->bands = bpp;
+    out->bands = alpha ? bpp - 1 : bpp;
     raw = NULL;
     rc = 0;
 done:

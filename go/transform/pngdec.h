@@ -1,4 +1,4 @@
-// Our own decoder for the common PNG (8-bit grey or RGB, not interlaced); see pngdec.c.
+// Our own decoder for the common PNG (8-bit, not interlaced; alpha only when flattened); see pngdec.c.
 #ifndef DATAGO_TRANSFORM_PNGDEC_H
 #define DATAGO_TRANSFORM_PNGDEC_H
 
@@ -11,12 +11,13 @@ typedef struct dg_png {
     size_t stride;    // bytes from one row to the next (a filter byte sits between rows)
     int width;        // pixels
     int height;       // pixels
-    int bands;        // 1 (grey) or 3 (RGB), 8 bits each
+    int bands;        // 1 (grey) or 3 (RGB), 8 bits each (after flattening)
 } dg_png;
 
-// Decodes buf. Returns 0 (out filled), 1 when the image is not one this decoder takes or looks
-// anomalous (the caller uses libvips), or -1 when out of memory (*err says so).
-int dg_png_decode(const uint8_t *buf, size_t len, dg_png *out, const char **err);
+// Decodes buf. With flatten, grey+alpha and RGBA images are taken too and come out flattened
+// onto white (grey / RGB). Returns 0 (out filled), 1 when the image is not one this decoder takes
+// or looks anomalous (the caller uses libvips), or -1 when out of memory (*err says so).
+int dg_png_decode(const uint8_t *buf, size_t len, int flatten, dg_png *out, const char **err);
 void dg_png_free(dg_png *p);
 
 // Turns the decoder on (1) or off (0) process-wide, or only reports (-1); returns the previous

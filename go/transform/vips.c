@@ -179,13 +179,15 @@ static int normalise_colour(VipsImage **x, const dg_params *p, int jpeg_out) {
 static int fast_crop_resize(VipsImage **x, const void *buf, size_t buf_len, int kind, int shrink,
                             int tw, int th, const dg_params *p, int oriented, dg_result *r) {
     VipsImage *in = *x, *t = NULL;
-    if (p->mask || p->encode != DG_RAW || in->BandFmt != VIPS_FORMAT_UCHAR ||
-        (in->Bands != 1 && in->Bands != 3))
-        return 1;
+    if (p->mask || p->encode != DG_RAW || in->BandFmt != VIPS_FORMAT_UCHAR) return 1;
     VipsInterpretation interp = vips_image_guess_interpretation(in);
-    if (!(interp == VIPS_INTERPRETATION_sRGB && in->Bands == 3) &&
-        !(interp == VIPS_INTERPRETATION_B_W && in->Bands == 1))
-        return 1;
+    int srgb = interp == VIPS_INTERPRETATION_sRGB, grey = interp == VIPS_INTERPRETATION_B_W;
+    // A PNG with alpha that is to be flattened onto white: flattening first is the same
+    // arithmetic as resizing premultiplied and flattening after (both are linear), and keeps it
+    // on this path, with our PNG decoder doing the flattening.
+    int flatten = p->flatten_alpha || p->to_rgb8;
+    int alpha_png = kind == DG_PNG && flatten && ((srgb && in->Bands == 4) || (grey && in->Bands == 2 && !p->to_rgb8));
+    if (!alpha_png && !(srgb && in->Bands == 3) && !(grey && in->Bands == 1)) return 1;
 
     const uint8_t *src;
     size_t stride;
@@ -196,7 +198,7 @@ static int fast_crop_resize(VipsImage **x, const void *buf, size_t buf_len, int 
     const char *png_err = NULL;
     int png_rc = 1, jpg_rc = 1;
     int own = !(p->to_rgb8 && in->Bands == 1); // grey to RGB: libvips' bandjoin below
-    if (own && kind == DG_PNG) png_rc = dg_png_decode(buf, buf_len, &png, &png_err);
+    if (own && kind == DG_PNG) png_rc = dg_png_decode(buf, buf_len, alpha_png, &png, &png_err);
     if (own && kind == DG_JPEG)
         jpg_rc = dg_jpeg_decode(buf, buf_len, shrink, in->Xsize, in->Ysize, in->Bands, tw, th, &jpg);
     if (png_rc < 0) {
@@ -207,7 +209,8 @@ static int fast_crop_resize(VipsImage **x, const void *buf, size_t buf_len, int 
         cw = jpg.width, ch = jpg.height, bands = jpg.bands;
         stride = jpg.stride;
         src = jpg.pixels;
-    } else if (png_rc == 0 && png.width == in->Xsize && png.height == in->Ysize && png.bands == in->Bands) {
+    } else if (png_rc == 0 && png.width == in->Xsize && png.height == in->Ysize &&
+               png.bands == in->Bands - alpha_png) {
         int x0, y0;
         dg_crop_window(png.width, png.height, tw, th, &x0, &y0, &cw, &ch);
         bands = png.bands;
@@ -215,6 +218,7 @@ static int fast_crop_resize(VipsImage **x, const void *buf, size_t buf_len, int 
         src = png.pixels + (size_t)y0 * stride + (size_t)x0 * bands;
     } else {
         dg_png_free(&png);
+        if (alpha_png) return 1; // the general path flattens after resizing
         if (centre_crop(x, tw, th)) return -1;
         cw = (*x)->Xsize, ch = (*x)->Ysize;
         if (p->to_rgb8 && (*x)->Bands == 1) {

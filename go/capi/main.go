@@ -141,7 +141,7 @@ func datago_client_free(h C.uint64_t) {
 	delete(clients, uint64(h))
 	mu.Unlock()
 	if p != nil {
-		p.Stop()
+		p.Close() // not Stop: a get_sample that looked p up before the delete must not restart it
 	}
 }
 

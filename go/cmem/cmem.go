@@ -61,8 +61,15 @@ func (b *Buf) Free() {
 // ErrTooLarge is returned when an input exceeds the configured byte cap.
 var ErrTooLarge = errors.New("input larger than the byte cap")
 
-// ReadFile reads a whole file into C memory. Files larger than maxBytes (> 0) are refused.
+// ReadFile reads a whole file into C memory. Files larger than maxBytes (> 0) are refused, and so
+// are files that are not regular (after symlinks): opening a FIFO would block for a writer that
+// may never come, with no way to cancel it.
 func ReadFile(path string, maxBytes int64) (Buf, error) {
+	if st, err := os.Stat(path); err != nil {
+		return Buf{}, err
+	} else if !st.Mode().IsRegular() {
+		return Buf{}, fmt.Errorf("%s: not a regular file (%v)", path, st.Mode().Type())
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return Buf{}, err

@@ -15,6 +15,7 @@ import (
 	"github.com/datago-dev/datago/go/cmem"
 	"github.com/datago-dev/datago/go/config"
 	"github.com/datago-dev/datago/go/fetch"
+	"github.com/datago-dev/datago/go/fetch/remote"
 	"github.com/datago-dev/datago/go/output"
 	"github.com/datago-dev/datago/go/source"
 	"github.com/datago-dev/datago/go/stats"
@@ -39,9 +40,10 @@ type Pipeline struct {
 	fetcher *fetch.Fetcher
 	opts    *transform.Options
 
-	mu   sync.Mutex
-	cur  *run         // nil when not started
-	last *stats.Stats // counters of the latest run
+	mu     sync.Mutex
+	cur    *run         // nil when not started; a run being stopped stays here until it is done
+	last   *stats.Stats // counters of the latest run
+	closed bool         // Close was called: Start does nothing any more
 }
 
 // ReasonFetch counts samples whose bytes could not be read.
@@ -92,6 +94,8 @@ type run struct {
 	out              chan output.Sample
 	delivered        atomic.Int64
 	stats            *stats.Stats
+	stopping         bool          // a Stop is at work (guarded by p.mu)
+	done             chan struct{} // closed when Stop has finished: every goroutine returned
 
 	errMu sync.Mutex
 	err   error
@@ -113,11 +117,18 @@ func (r *run) error() error {
 	return r.err
 }
 
-// Start launches the stages (idempotent while running).
+// Start launches the stages (idempotent while running). During a Stop it waits for the Stop to
+// finish, then starts a new run: two runs of the same source never overlap.
 func (p *Pipeline) Start() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.cur != nil {
+	for p.cur != nil && p.cur.stopping {
+		done := p.cur.done
+		p.mu.Unlock()
+		<-done
+		p.mu.Lock()
+	}
+	if p.cur != nil || p.closed {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -128,6 +139,7 @@ func (p *Pipeline) Start() {
 		fetched: make(chan *source.Item, p.cfg.PrefetchBufferSize),
 		out:     make(chan output.Sample, p.cfg.SamplesBufferSize),
 		stats:   stats.New(),
+		done:    make(chan struct{}),
 	}
 	p.cur, p.last = r, r.stats
 
@@ -309,8 +321,11 @@ func (p *Pipeline) build(it *source.Item) (output.Sample, error) {
 func (p *Pipeline) Next(timeout time.Duration) (output.Sample, Status, error) {
 	p.Start()
 	p.mu.Lock()
-	r := p.cur
+	r, closed := p.cur, p.closed
 	p.mu.Unlock()
+	if closed {
+		return output.Sample{}, StatusError, errClosed
+	}
 	if r == nil { // stopped concurrently
 		return output.Sample{}, StatusEnd, nil
 	}
@@ -343,15 +358,27 @@ func (p *Pipeline) Next(timeout time.Duration) (output.Sample, Status, error) {
 }
 
 // Stop cancels the run, waits for every goroutine and frees every queued sample and buffer.
-// Idempotent; a later Start begins a new epoch.
+// Idempotent (a Stop while another is at work waits for it); a later Start begins a new epoch.
 func (p *Pipeline) Stop() {
 	p.mu.Lock()
 	r := p.cur
-	p.cur = nil
-	p.mu.Unlock()
 	if r == nil {
+		p.mu.Unlock()
 		return
 	}
+	if r.stopping {
+		p.mu.Unlock()
+		<-r.done
+		return
+	}
+	r.stopping = true
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.cur = nil
+		p.mu.Unlock()
+		close(r.done)
+	}()
 	r.cancel()
 	r.wg.Wait()
 	r.cancelUp()
@@ -366,10 +393,28 @@ func (p *Pipeline) Stop() {
 	}
 }
 
+// errClosed is what Next returns once the pipeline is closed.
+var errClosed = config.Errorf(config.KindValue, "the client is closed")
+
+// Close stops the pipeline for good: a Start or Next that races with it (a thread that looked the
+// client up before it was freed) cannot start a new run that nobody would ever stop.
+func (p *Pipeline) Close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.Stop()
+	if cl, ok := p.cfg.Remote.(*remote.Client); ok {
+		cl.CloseIdle() // its pooled connections would otherwise linger until their idle timeout
+	}
+}
+
 // Stats is a snapshot of the latest run's counters.
 func (p *Pipeline) Stats() stats.Snapshot {
 	p.mu.Lock()
 	r, st := p.cur, p.last
+	if r != nil && r.stopping {
+		r = nil
+	}
 	p.mu.Unlock()
 	snap := st.Snapshot()
 	// samples a source drops before the pipeline sees them (e.g. a tar sample without its image)

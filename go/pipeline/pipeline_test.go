@@ -1,16 +1,20 @@
 package pipeline
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/datago-dev/datago/go/cmem"
 	"github.com/datago-dev/datago/go/config"
+	"github.com/datago-dev/datago/go/source"
 )
 
 // photoDir links real photographs (Debian's mate-backgrounds) n times into a temp folder, plus
@@ -157,4 +161,96 @@ func TestTimeout(t *testing.T) {
 		t.Fatalf("after a timeout: status %d: %v", st, err)
 	}
 	s.Free()
+}
+
+// A Next or Start that races with Close (datago_client_free while another thread, which looked the
+// client up just before, calls get_sample) must not start a run that nobody would ever stop.
+func TestNoRestartAfterClose(t *testing.T) {
+	dir, _ := photoDir(t, 1)
+	p := newPipeline(t, cfgFor(dir, 0))
+	s, st, err := p.Next(30 * time.Second)
+	if st != StatusSample {
+		t.Fatalf("status %d: %v", st, err)
+	}
+	s.Free()
+	p.Close()
+	p.Start()
+	if _, st, err := p.Next(time.Second); st != StatusError || err == nil {
+		t.Errorf("Next after Close: status %d, error %v; want an error", st, err)
+	}
+	p.mu.Lock()
+	running := p.cur != nil
+	p.mu.Unlock()
+	if running {
+		p.Stop()
+		t.Fatal("a run was started after Close")
+	}
+}
+
+// A FIFO named like an image is skipped as a fetch error: opening it used to block the fetch
+// worker for a writer that never comes (the stream never ended and Stop hung).
+func TestFIFOIsSkippedNotAHang(t *testing.T) {
+	dir, n := photoDir(t, 1)
+	if err := syscall.Mkfifo(filepath.Join(dir, "pipe.jpg"), 0o644); err != nil {
+		t.Skip("mkfifo:", err)
+	}
+	p := newPipeline(t, cfgFor(dir, 0))
+	if got := drain(t, p); got != n {
+		t.Errorf("got %d samples, want %d", got, n)
+	}
+	if k := p.Stats().SkippedReasons[ReasonFetch]; k != 1 {
+		t.Errorf("%d fetch errors, want 1 (the FIFO)", k)
+	}
+	done := make(chan struct{})
+	go func() { p.Stop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop hangs")
+	}
+}
+
+// slowSource is a source that takes a while to wind down after cancellation, and records whether
+// two of its runs ever overlapped (a source is not safe for concurrent runs).
+type slowSource struct {
+	active, overlaps atomic.Int32
+}
+
+func (s *slowSource) Run(ctx context.Context, out chan<- *source.Item) error {
+	if s.active.Add(1) > 1 {
+		s.overlaps.Add(1)
+	}
+	defer s.active.Add(-1)
+	<-ctx.Done()
+	time.Sleep(100 * time.Millisecond)
+	return ctx.Err()
+}
+
+// A Start (or a Next, which starts) during a Stop waits for that Stop: it used to begin a new run
+// at once, running the source twice at the same time. And every Stop returns only once the run's
+// goroutines are done, even when another Stop is already at work.
+func TestStartDuringStopWaits(t *testing.T) {
+	dir, _ := photoDir(t, 1)
+	p := newPipeline(t, cfgFor(dir, 0))
+	src := &slowSource{}
+	p.src = src
+	p.Start()
+	stopped := make(chan struct{})
+	go func() { p.Stop(); close(stopped) }()
+	time.Sleep(20 * time.Millisecond) // the first Stop is waiting for the source
+	p.Stop()
+	if n := src.active.Load(); n != 0 {
+		t.Errorf("a second Stop returned while the source still runs (%d active)", n)
+	}
+	<-stopped
+	p.Start()
+	go p.Stop()
+	time.Sleep(20 * time.Millisecond) // that Stop is waiting for the source
+	if _, st, err := p.Next(0); st != StatusTimeout {
+		t.Errorf("Next during a Stop: status %d (%v), want a timeout of a new run", st, err)
+	}
+	p.Stop()
+	if n := src.overlaps.Load(); n != 0 {
+		t.Errorf("the source ran %d times alongside another of its runs", n)
+	}
 }

@@ -453,10 +453,14 @@ func (c *Client) open(ctx context.Context, rawURL string, o *options, rng rangeS
 		case resp.StatusCode >= 200 && resp.StatusCode <= 299:
 			return &response{Response: resp, cancel: cancel}, nil
 		default:
+			// the error body is read without the Stream's idle timer: bound it by the read timeout
+			// (cancel unblocks the reads), so that a stalled error answer cannot hang the request
+			stall := time.AfterFunc(c.s.ReadTimeout, cancel)
 			fail = &StatusError{URL: rawURL, Code: resp.StatusCode, Status: resp.Status, Body: errorBody(resp.Body)}
 			isFinal = !retryableStatus(resp.StatusCode)
 			after, hasAfter = retryAfter(resp.Header.Get("Retry-After"), time.Now())
 			_, _ = io.CopyN(io.Discard, resp.Body, 64<<10) // lets the connection be reused
+			stall.Stop()
 			resp.Body.Close()
 			cancel()
 		}

@@ -612,3 +612,34 @@ func TestSettingsFromConfig(t *testing.T) {
 		t.Error("For(nil) is not shared")
 	}
 }
+
+// An error answer whose body stalls must fail within the read timeout, not hang the request.
+func TestStalledErrorBodyTimesOut(t *testing.T) {
+	s := newServer(t, func(s *server, w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100000")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("overloaded"))
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-s.closed:
+		}
+	})
+	set := fast()
+	set.ReadTimeout = 200 * time.Millisecond
+	set.MaxRetries = 1
+	c := New(set)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Get(context.Background(), s.URL+"/busy.jpg")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), s.URL+"/busy.jpg") || !strings.Contains(err.Error(), "503") {
+			t.Fatalf("error %v, want a 503 naming the URL", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Get hangs on an error answer whose body stalls")
+	}
+}

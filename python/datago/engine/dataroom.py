@@ -274,7 +274,8 @@ def paging_from_params(params: Mapping[str, Any], spec: PageSpec) -> None:
     if size > MAX_PAGE_SIZE:
         raise ApiError(400, f"page_size must be <= {MAX_PAGE_SIZE}, got {size}")
     spec.limit = size
-    spec.cursor = params.get("cursor") or None
+    cursor = params.get("cursor")
+    spec.cursor = None if cursor is None or cursor == "" else str(cursor)  # JSON bodies: any type
     count = int_param(params, "partitions_count", minimum=1)
     index = int_param(params, "partition", minimum=0)
     if count is not None or index is not None:

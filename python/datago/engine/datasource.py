@@ -333,7 +333,7 @@ class Datasource:
         """
         if path_column not in df.columns:
             raise KeyError(f"dataframe has no column {path_column!r}")
-        columns = [str(c) for c in df.columns if c != path_column]
+        columns = [c for c in df.columns if c != path_column]  # labels; the field names are str(label)
         updates = []
         for row in df.to_dict("records"):
             path = row[path_column]
@@ -344,7 +344,7 @@ class Datasource:
                     continue
                 if hasattr(v, "item") and not isinstance(v, (bytes, str, _dt.datetime)):
                     v = v.item()
-                values[c] = v
+                values[str(c)] = v
             updates.append((str(path), values))
         return writes.write_metadata(self.engine, self.id, updates)
 

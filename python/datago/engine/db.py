@@ -312,8 +312,12 @@ class Engine:
         #: incremented after every write transaction committed through this engine (the server
         #: drops pages it computed ahead when it changes)
         self.write_generation = 0
+        self._generation_lock = threading.Lock()  # += from several threads could go back
         self._background: tuple[str, str, Any] | None = None
         self._lock = threading.Lock()
+        self._secret_lock = threading.Lock()
+        # an in-memory database is one connection (StaticPool) that threads must take in turn
+        self._memory_lock: Any = threading.RLock() if memory else contextlib.nullcontext()
         schema.create_all(self.sa)
 
     def _setup_sqlite(self, memory: bool) -> None:
@@ -362,31 +366,44 @@ class Engine:
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
         """A connection in a read transaction (rolled back at the end)."""
-        with self.sa.connect() as conn:
+        with self._memory_lock, self.sa.connect() as conn:
             yield conn
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
         """A connection in a write transaction: committed when the block exits normally, rolled
         back (nothing written) when it raises."""
-        with self.sa.connect() as conn:
+        with self._memory_lock, self.sa.connect() as conn:
             conn = conn.execution_options(datago_write=True)
             with conn.begin():
                 yield conn
-        self.write_generation += 1
+        with self._generation_lock:
+            self.write_generation += 1
 
     def secret(self) -> bytes:
         """The HMAC secret for signed URLs, created once and stored in the ``settings`` table."""
         if self._secret is None:
+            with self._secret_lock:
+                if self._secret is None:
+                    self._secret = bytes.fromhex(self._read_or_create_secret())
+        return self._secret
+
+    def _read_or_create_secret(self) -> str:
+        select = sa.select(settings.c.value).where(settings.c.key == "url_secret")
+        with self.read() as conn:
+            value = conn.execute(select).scalar()
+        if value is not None:
+            return str(value)
+        try:
             with self.write() as conn:
-                row = conn.execute(sa.select(settings.c.value).where(settings.c.key == "url_secret")).first()
-                if row is None:
+                value = conn.execute(select).scalar()
+                if value is None:
                     value = secrets.token_hex(32)
                     conn.execute(sa.insert(settings).values(key="url_secret", value=value))
-                else:
-                    value = row[0]
-            self._secret = bytes.fromhex(value)
-        return self._secret
+        except sa.exc.IntegrityError:  # another process created it meanwhile (PostgreSQL)
+            with self.read() as conn:
+                value = conn.execute(select).scalar_one()
+        return str(value)
 
     def drop_all(self) -> None:
         """Drop every engine table and recreate them empty (tests and resets). Blobs stay."""

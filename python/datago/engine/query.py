@@ -35,7 +35,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-from .values import BUILTIN_FIELDS, INT64_MAX, INT64_MIN, check_field_name, decode_json, encode_json, infer_type
+from .values import (
+    BUILTIN_FIELDS,
+    INT64_MAX,
+    INT64_MIN,
+    check_field_name,
+    decode_json,
+    encode_json,
+    infer_type,
+    to_utc,
+)
 
 COMPARISONS = ("eq", "ne", "gt", "ge", "lt", "le")
 TEXT_OPERATORS = ("contains", "icontains", "has_tag")
@@ -114,6 +123,8 @@ class Query:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ValueError(f"invalid query JSON: {e}") from e
+        except RecursionError:
+            raise ValueError(f"query nested deeper than {MAX_DEPTH}") from None
         return Query.from_dict(data)
 
 
@@ -131,8 +142,10 @@ class Condition(Query):
     """``field op value``; see the module docstring for operators.
 
     Raises:
-        ValueError: unknown operator, a missing value, NaN, a str with NUL, a tag with a comma.
-        TypeError: a value of no metadata type, or of a type the operator does not take.
+        ValueError: an invalid field name (empty, over 255 characters, NUL), unknown operator,
+            a missing value, NaN, a str with NUL, a tag with a comma.
+        TypeError: a field name that is not a str, a value of no metadata type, or of a type
+            the operator does not take.
     """
 
     field: str
@@ -140,6 +153,7 @@ class Condition(Query):
     value: Any = None
 
     def __post_init__(self) -> None:
+        check_field_name(self.field)  # e.g. a NUL, which PostgreSQL refuses even as a parameter
         if self.op not in OPERATORS:
             raise ValueError(f"unknown operator {self.op!r}")
         if self.op in _UNARY:
@@ -398,19 +412,22 @@ def _builtin_clause(ctx: SqlContext, c: Condition) -> ColumnElement[bool]:
         return col.is_(None)
     if c.op == "is_not_null" or (c.op == "ne" and c.value is None):
         return col.is_not(None)
-    # like metadata fields, a builtin field only matches values of its own type
+    # like metadata fields, a builtin field only matches values of its own type, and only
+    # datapoints that have a value (so that NOT matches those without, e.g. no width)
     is_str = c.field in STR_BUILTIN_FIELDS
     if c.op in TEXT_OPERATORS:
-        return _text_clause(ctx, col, c.op, c.value) if is_str else sa.false()
+        return sa.and_(col.is_not(None), _text_clause(ctx, col, c.op, c.value)) if is_str else sa.false()
     value = c.value
     if c.field == "created_at" and isinstance(value, _dt.datetime):
         from .db import to_us
 
-        value = to_us(value)
+        value = to_us(to_utc(value))  # naive datetimes are UTC, as for metadata values
     vtype = infer_type(value)
     if is_str:
-        return _compare(col, c.op, value) if vtype == "str" else sa.false()
-    return _compare(col, c.op, _number(value)) if vtype in ("int", "float") else sa.false()
+        return sa.and_(col.is_not(None), _compare(col, c.op, value)) if vtype == "str" else sa.false()
+    if vtype not in ("int", "float"):
+        return sa.false()
+    return sa.and_(col.is_not(None), _compare(col, c.op, _number(value)))
 
 
 def compile_query(q: Query, ctx: SqlContext, _depth: int = 0) -> ColumnElement[bool]:

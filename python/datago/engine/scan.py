@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import posixpath
 import shutil
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -141,7 +140,7 @@ def list_http(client: Any, root: str, max_depth: int = 32) -> list[str]:
     if "json" in resp.headers.get("content-type", ""):
         data = resp.json()
         items = data.get("files", []) if isinstance(data, dict) else data
-        return sorted({safe_relpath(str(p).lstrip("/")) for p in items})
+        return sorted({p for p in (_listed_path(str(p).lstrip("/")) for p in items) if p is not None})
     out: set[str] = set()
     todo = [(root, resp.text, 0)]
     seen = {root}
@@ -161,14 +160,20 @@ def list_http(client: Any, root: str, max_depth: int = 32) -> list[str]:
                     if sub.status_code == 200:
                         todo.append((url, sub.text, depth + 1))
                 continue
-            name = posixpath.basename(rel)
-            if name.startswith("."):
-                continue
-            try:
-                out.add(safe_relpath(rel))
-            except ValueError:
-                continue
+            listed = _listed_path(rel)
+            if listed is not None:
+                out.add(listed)
     return sorted(out)
+
+
+def _listed_path(rel: str) -> str | None:
+    """``rel`` when it is a valid datapoint path outside hidden files and folders (as
+    :func:`list_local` lists them), else None (a listing entry that is skipped)."""
+    try:
+        safe_relpath(rel)
+    except ValueError:
+        return None
+    return None if any(part.startswith(".") for part in rel.split("/")) else rel
 
 
 def file_url(root: str, rel: str) -> str:

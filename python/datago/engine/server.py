@@ -41,6 +41,7 @@ import json
 import logging
 import mimetypes
 import os
+import secrets
 import socket
 import threading
 import time
@@ -282,7 +283,11 @@ def create_app(
         spec = dataroom.spec_from_params(params_of(request))
         return {"count": count(engine, spec)}
 
-    def spec_from_body(body: Mapping[str, Any], cursor: str | None) -> tuple[PageSpec, set[str], set[str] | None]:
+    def spec_from_body(
+        body: Mapping[str, Any], cursor: str | None, seed_param: str | None = None
+    ) -> tuple[PageSpec, set[str], set[str] | None]:
+        """The page of a POST body; ``cursor`` and ``seed_param`` come from the query string of a
+        ``next`` URL (the seed chosen for the first page when the body has none)."""
         if not isinstance(body, Mapping):
             raise ApiError(400, "the body must be a JSON object")
         unknown = sorted(set(body) - set(QUERY_BODY_KEYS))
@@ -314,22 +319,29 @@ def create_app(
         if cursor:
             paging["cursor"] = cursor
         dataroom.paging_from_params(paging, spec)
-        if body.get("random"):
+        if dataroom.bool_param(body, "random"):
             seed = dataroom.int_param(body, "seed", minimum=0)
-            spec.seed = seed if seed is not None else int(time.time_ns() % (2**31))
+            if seed is None:
+                seed = dataroom.int_param({"seed": seed_param}, "seed", minimum=0)
+            spec.seed = seed if seed is not None else secrets.randbelow(2**31)
         fields_param = body.get("fields")
         if isinstance(fields_param, list):
             fields_param = ",".join(str(f) for f in fields_param)
+        if fields_param is not None and not isinstance(fields_param, str):
+            raise ApiError(400, "fields must be a list of result keys or a comma-separated str")
         want = wanted_fields(fields_param)
         rl = body.get("return_latents")
         if isinstance(rl, str):
             rl = dataroom.csv_list(rl)
+        if rl is not None and (not isinstance(rl, list) or not all(isinstance(t, str) for t in rl)):
+            raise ApiError(400, "return_latents must be a list of latent types or a comma-separated str")
         return spec, want, (set(rl) if rl else None)
 
     @app.post("/api/query")
     def query(request: Request, body: dict[str, Any] = Body(...)) -> Response:  # noqa: B008
         auth(request)
-        spec, want, rl = spec_from_body(body, request.query_params.get("cursor"))
+        params = request.query_params
+        spec, want, rl = spec_from_body(body, params.get("cursor"), params.get("seed"))
         seed = {"seed": spec.seed} if spec.seed is not None else {}
         return run_page(request, spec, want, rl, seed, json.dumps(body, sort_keys=True, default=str))
 
@@ -574,6 +586,8 @@ def serve_in_background(
         if not thread.is_alive() or time.monotonic() > deadline:
             server.should_exit = True
             sock.close()
+            app.state.prefetch.shutdown()
+            revoke_token(engine, token_name)
             raise RuntimeError("the engine server did not start")
         time.sleep(0.01)
     shown = f"[{host}]" if ":" in host else host

@@ -42,6 +42,8 @@ def verify(secret: bytes, kind: str, ident: str, path: str, exp: str | None, sig
     """None when the signature is valid and not expired, else the reason (str)."""
     if not exp or not sig:
         return "missing signature"
+    if not sig.isascii():  # compare_digest refuses non-ASCII str
+        return "invalid signature"
     try:
         exp_i = int(exp)
     except ValueError:

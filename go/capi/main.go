@@ -113,6 +113,10 @@ func datago_client_get_sample(h C.uint64_t, timeoutS C.double, out *unsafe.Point
 		setErr(errOut, errBadHandle)
 		return C.int32_t(pipeline.StatusError)
 	}
+	if out == nil { // a sample taken with nowhere to put it would leak
+		setErr(errOut, config.Errorf(config.KindValue, "datago_client_get_sample: out is NULL"))
+		return C.int32_t(pipeline.StatusError)
+	}
 	timeout := time.Duration(-1)
 	if timeoutS >= 0 {
 		timeout = time.Duration(float64(timeoutS) * float64(time.Second))

@@ -82,6 +82,9 @@ func ReadFile(path string, maxBytes int64) (Buf, error) {
 	return ReadAll(f, st.Size(), maxBytes)
 }
 
+// maxHintAlloc caps the first allocation ReadAll makes from a size hint (bytes).
+const maxHintAlloc = 64 << 20
+
 // ReadAll reads r to its end into C memory. sizeHint (>= 0 when known) sizes the first allocation;
 // more than maxBytes (> 0) bytes gives ErrTooLarge.
 func ReadAll(r io.Reader, sizeHint, maxBytes int64) (Buf, error) {
@@ -90,10 +93,16 @@ func ReadAll(r io.Reader, sizeHint, maxBytes int64) (Buf, error) {
 	}
 	capacity := 64 << 10
 	if sizeHint >= 0 {
-		capacity = int(sizeHint) + 1 // +1 so a correct hint reaches EOF without a grow
+		// +1 so a correct hint reaches EOF without a grow; a hint is untrusted (a tar header, a
+		// Content-Length), so it sizes at most maxHintAlloc up front and the rest grows as read
+		capacity = int(min(sizeHint, maxHintAlloc)) + 1
 	}
-	b := Alloc(capacity)
-	b.Len = 0
+	p := C.malloc(C.size_t(capacity))
+	if p == nil {
+		return Buf{}, errors.New("cmem: out of memory")
+	}
+	live.Add(1)
+	b := Buf{Ptr: p, cap: capacity}
 	for {
 		if b.Len == b.cap {
 			if maxBytes > 0 && int64(b.Len) >= maxBytes+1 {

@@ -149,6 +149,9 @@ func Parse(data []byte) (*Config, error) {
 	if c.MaxConnections == 0 {
 		c.MaxConnections = 2 * c.NumThreads
 	}
+	if c.MaxFileBytes < 0 {
+		return nil, Errorf(KindValue, "config key max_file_bytes must be > 0 (0: the default, 256 MiB), got %d", c.MaxFileBytes)
+	}
 	if c.MaxFileBytes == 0 {
 		c.MaxFileBytes = 256 << 20
 	}

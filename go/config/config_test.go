@@ -11,6 +11,7 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		`{"source_type": "file", "bogus_key": 1}`:                                        "bogus_key",
 		`{"source_type": "file", "image_config": {"crop_and_resize": true, "sizee": 1}}`: "sizee",
 		`{"source_type": "file", "limit": -1}`:                                           "limit",
+		`{"source_type": "file", "max_file_bytes": -1}`:                                  "max_file_bytes",
 		`{"source_type": "file", "rank": 3, "world_size": 2}`:                            "rank",
 		`{"source_type": "file", "image_config": {"encode_format": "gif"}}`:              "encode_format",
 		`{"source_type": "file", "image_config": {"jpeg_quality": 101}}`:                 "jpeg_quality",

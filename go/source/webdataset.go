@@ -585,6 +585,9 @@ func (w *WebDataset) readShard(ctx context.Context, sh shard, out chan<- *Item) 
 		return err
 	}
 	for {
+		if err := ctx.Err(); err != nil { // entries this rank skips never reach a send
+			return err
+		}
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			break

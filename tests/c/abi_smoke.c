@@ -30,6 +30,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "new: %s\n", err);
         return 1;
     }
+    /* nowhere to put a sample: an error, not a crash or a leak */
+    if (datago_client_get_sample(client, 30.0, NULL, &err) != DATAGO_ERROR || err == NULL ||
+        strstr(err, "ValueError") != err) {
+        fprintf(stderr, "get_sample with a NULL out: %s\n", err ? err : "(no error)");
+        return 1;
+    }
+    datago_free_string(err);
+    err = NULL;
     int n = 0;
     for (;;) {
         datago_sample *s = NULL;

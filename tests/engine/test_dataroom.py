@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 
 from datago.engine import datasources, executor
-from datago.engine.dataroom import FastSigner, Renderer, point_columns, spec_from_params, wanted_fields
+from datago.engine.dataroom import Renderer, point_columns, spec_from_params, wanted_fields
 from datago.engine.db import Engine
 from datago.engine.executor import PageSpec, fetch_page, page_rows
-from datago.engine.signing import sign
+from datago.engine.signing import Signer, sign
 
 
 @pytest.mark.parametrize("secret", [b"", b"k" * 32, b"\xff" * 64, bytes(range(200))])
-def test_fast_signer_signs_like_sign(secret: bytes) -> None:
-    signer = FastSigner(secret, "file", "12", 1_700_000_000)
+def test_signer_signs_like_sign(secret: bytes) -> None:
+    signer = Signer(secret, "file", "12", 1_700_000_000)
     for path in ("a.jpg", "", "sous-dossier/été 2024/ü.png", "x" * 300, "a\x00b"):
         assert signer(path) == sign(secret, "file", "12", path, 1_700_000_000)
 

@@ -202,3 +202,15 @@ def test_in_memory_engine_is_safe_across_threads(text_root: Path) -> None:
         assert ds[ds["n"] == 99].count() == 1
     finally:
         eng.dispose()
+
+
+def test_scan_of_an_unreachable_http_root_is_502(engine: Engine) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    datasources.get_or_create("remote", f"http://127.0.0.1:{port}/photos/", db_url=engine, scan=False)
+    c = TestClient(create_app(engine), raise_server_exceptions=False)
+    r = c.post("/api/datasources/remote/scan", headers={"Authorization": f"Token {create_token(engine, 'w')}"})
+    assert r.status_code == 502 and r.json()["status"] == 502 and "cannot scan" in r.json()["error"]

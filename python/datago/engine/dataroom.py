@@ -20,7 +20,6 @@ Conventions mapping engine data to dataroom results:
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import math
 import secrets
@@ -33,7 +32,7 @@ from .executor import POINT_COLUMNS, VALUE_INDEX, PageSpec, RawPage, value_of
 from .query import And, Condition, Or, Query, conditions
 from .scan import file_url as http_file_url
 from .scan import is_http
-from .signing import blob_url, quote_path
+from .signing import Signer, blob_url, quote_path
 from .values import INT64_MAX, INT64_MIN
 
 MAX_PAGE_SIZE = 2000
@@ -366,27 +365,6 @@ def point_columns(want: set[str]) -> tuple[str, ...]:
     return tuple(c for c in POINT_COLUMNS if c in need)
 
 
-class FastSigner:
-    """The signatures of :class:`~datago.engine.signing.Signer` (HMAC-SHA256, RFC 2104), with
-    the key's pads and the constant prefix hashed once: a third of the CPU per URL, which is
-    most of the cost of a page's URLs."""
-
-    def __init__(self, secret: bytes, kind: str, ident: str, exp: int) -> None:
-        key = hashlib.sha256(secret).digest() if len(secret) > 64 else secret
-        key = key.ljust(64, b"\x00")
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-        self._inner.update(f"{kind}\x00{ident}\x00".encode())
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
-        self._suffix = f"\x00{exp}".encode()
-
-    def __call__(self, path: str) -> str:
-        inner = self._inner.copy()
-        inner.update(path.encode() + self._suffix)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.digest()[:16].hex()
-
-
 class Renderer:
     """Turns records into result dicts.
 
@@ -406,15 +384,15 @@ class Renderer:
         self.roots = roots
         self.exp = int(time.time()) + ttl
         self.read_blob = read_blob
-        self._signers: dict[int, tuple[str, FastSigner | None]] = {}
+        self._signers: dict[int, tuple[str, Signer | None]] = {}
         self._kinds: dict[str, int] = {}
 
-    def _signer(self, ds_id: int) -> tuple[str, FastSigner | None]:
+    def _signer(self, ds_id: int) -> tuple[str, Signer | None]:
         """``(url prefix, signer)`` of datasource ``ds_id``'s files (no signer for an http root)."""
         entry = self._signers.get(ds_id)
         if entry is None:
             root = self.roots.get(ds_id, "")
-            signer = None if is_http(root) else FastSigner(self.secret, "file", str(ds_id), self.exp)
+            signer = None if is_http(root) else Signer(self.secret, "file", str(ds_id), self.exp)
             entry = self._signers[ds_id] = (f"{self.base_url}/files/{ds_id}/", signer)
         return entry
 

@@ -51,6 +51,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
+import httpx
 import sqlalchemy as sa
 from fastapi import Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -207,18 +208,26 @@ def create_app(
 
     roots_cache: dict[str, Any] = {"at": 0.0, "generation": -1, "roots": {}}
 
-    def renderer(base: str) -> Renderer:
-        """The page renderer, with the datasource roots re-read after a write through this
-        engine or every ROOT_CACHE_S seconds (a datasource made by another process meanwhile
-        still gets signed /files/ URLs, which get_file resolves)."""
+    def roots(refresh: bool = False) -> dict[int, str]:
+        """Datasource id -> root, re-read after a write through this engine, every ROOT_CACHE_S
+        seconds, or when asked (a query per page or per file would cost a tenth of serving it)."""
         now = time.monotonic()
         c = roots_cache
-        if c["generation"] != engine.write_generation or now - c["at"] >= ROOT_CACHE_S:
+        if refresh or c["generation"] != engine.write_generation or now - c["at"] >= ROOT_CACHE_S:
             generation = engine.write_generation
             with engine.read() as conn:
-                roots = {i: r for i, r in conn.execute(sa.select(datasources.c.id, datasources.c.root))}
-            c.update(at=now, generation=generation, roots=roots)
-        return Renderer(base, engine.secret(), c["roots"], url_ttl, engine.blobs.get)
+                fresh = {i: r for i, r in conn.execute(sa.select(datasources.c.id, datasources.c.root))}
+            c.update(at=now, generation=generation, roots=fresh)
+        return c["roots"]
+
+    def root_of(ds_id: int) -> str | None:
+        """The root of a datasource (None if there is none); an id the cache does not know yet
+        (a datasource made by another process) re-reads the roots once."""
+        root = roots().get(ds_id)
+        return root if root is not None else roots(refresh=True).get(ds_id)
+
+    def renderer(base: str) -> Renderer:
+        return Renderer(base, engine.secret(), roots(), url_ttl, engine.blobs.get)
 
     def run_page(
         request: Request,
@@ -409,20 +418,8 @@ def create_app(
             return {"added": ds.scan(progress=False)}
         except OSError as e:
             raise ApiError(400, f"cannot scan {ds.root!r}: {e.strerror or e}") from None
-
-    root_cache: dict[int, tuple[float, str | None]] = {}
-
-    def root_of(ds_id: int) -> str | None:
-        """The datasource's root, cached for ROOT_CACHE_S seconds (one SQL query per file is a
-        tenth of the cost of serving it)."""
-        now = time.monotonic()
-        hit = root_cache.get(ds_id)
-        if hit is not None and now - hit[0] < ROOT_CACHE_S:
-            return hit[1]
-        with engine.read() as conn:
-            root = conn.execute(sa.select(datasources.c.root).where(datasources.c.id == ds_id)).scalar()
-        root_cache[ds_id] = (now, root)
-        return root
+        except httpx.HTTPError as e:  # an http root that cannot be listed
+            raise ApiError(502, f"cannot scan {ds.root!r}: {e}") from None
 
     def resolve_file(ds_id: str, path: str, exp: str | None, sig: str | None) -> str | os.PathLike[str] | Response:
         """The local file a signed /files/ URL names, or a redirect for an http root.

@@ -224,13 +224,13 @@ func where(it *source.Item) string {
 	return it.Source + "#" + it.ID
 }
 
-// process decodes and transforms an item, builds the C sample and queues it.
+// process decodes and transforms an item, then hands it to the output stage.
 func (r *run) process(it *source.Item) {
 	defer it.Free()
 	st := &r.stats.Process
 	st.In()
 	start := time.Now()
-	s, err := r.p.build(it)
+	f, err := r.p.build(it)
 	st.Done(start, err == nil)
 	if err != nil {
 		reason := transform.ReasonOf(err)
@@ -238,23 +238,29 @@ func (r *run) process(it *source.Item) {
 		slog.Warn("datago: skipping sample", "id", it.ID, "path", where(it), "reason", reason, "error", err)
 		return
 	}
-	r.deliver(s)
+	r.deliver(&f)
 }
 
-// deliver queues a sample, honouring limit: exactly limit samples are delivered, then the run
-// winds down (upstream work is cancelled; the queue still drains to the consumer).
-func (r *run) deliver(s output.Sample) {
+// deliver builds the C sample from f and queues it, honouring limit: exactly limit samples are
+// delivered, then the run winds down (upstream work is cancelled; the queue still drains to the
+// consumer). The output stage's busy time is the time spent building the sample, not the time
+// spent waiting for room in the queue (that is the consumer's pace).
+func (r *run) deliver(f *output.Fields) {
 	limit := int64(r.p.cfg.Limit)
 	n := r.delivered.Add(1)
 	if limit > 0 && n > limit {
-		s.Free()
+		output.Build(f).Free() // the sample owns f's buffers: this frees them
 		return
 	}
-	r.stats.Output.In()
+	st := &r.stats.Output
+	st.In()
+	start := time.Now()
+	s := output.Build(f)
+	busy := time.Since(start)
 	select {
 	case r.out <- s:
 		r.stats.Produced.Add(1)
-		r.stats.Output.Done(time.Now(), true)
+		st.Done(time.Now().Add(-busy), true) // counts busy, leaving out the wait for room
 	case <-r.ctx.Done():
 		s.Free()
 		return
@@ -264,13 +270,15 @@ func (r *run) deliver(s output.Sample) {
 	}
 }
 
-func (p *Pipeline) build(it *source.Item) (output.Sample, error) {
+// build decodes and transforms an item's images into the fields of a sample; it moves the latents'
+// bytes out of it. On error, what it made so far is freed.
+func (p *Pipeline) build(it *source.Item) (output.Fields, error) {
 	f := output.Fields{
 		ID: it.ID, Source: it.Source, AttributesJSON: it.AttributesJSON,
 		Tags: it.Tags, Embedding: it.Embedding, DuplicateState: it.DuplicateState,
 	}
 	var bucket *transform.Bucket
-	fail := func(err error) (output.Sample, error) {
+	fail := func(err error) (output.Fields, error) {
 		if f.Image != nil {
 			f.Image.Free()
 		}
@@ -280,7 +288,7 @@ func (p *Pipeline) build(it *source.Item) (output.Sample, error) {
 		for i := range f.AdditionalImages {
 			f.AdditionalImages[i].Image.Free()
 		}
-		return output.Sample{}, err
+		return output.Fields{}, err
 	}
 	if it.Image != nil {
 		im, err := transform.Process(it.Image.Data, p.opts, nil, false)
@@ -314,7 +322,7 @@ func (p *Pipeline) build(it *source.Item) (output.Sample, error) {
 		f.Latents = append(f.Latents, output.Blob{Name: l.Name, Data: l.Data})
 		l.Data = cmem.Buf{} // ownership moved into the Blob (Build detaches it into the sample)
 	}
-	return output.Build(&f), nil
+	return f, nil
 }
 
 // Next waits up to timeout (< 0: forever) for a sample. It starts the pipeline if needed.

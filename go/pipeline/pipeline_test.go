@@ -90,6 +90,15 @@ func TestAllSamplesAndSkips(t *testing.T) {
 	if st.SamplesSkipped != 2 || st.SkippedReasons["decode_error"] != 2 {
 		t.Errorf("skipped %v, want the 2 broken files as decode_error", st.SkippedReasons)
 	}
+	for _, sg := range st.Stages {
+		switch {
+		case sg.Name == "list" && sg.BusySeconds != 0:
+			t.Errorf("list stage: busy %vs, want none recorded", sg.BusySeconds)
+		case sg.Name == "output" && (sg.ItemsOut != int64(n) || sg.BusySeconds <= 0):
+			t.Errorf("output stage: %d out, busy %vs; want %d out and some busy time (building the samples)",
+				sg.ItemsOut, sg.BusySeconds, n)
+		}
+	}
 	p.Stop()
 }
 

@@ -21,7 +21,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 	"unsafe"
 
 	"github.com/datago-dev/datago/go/config"
@@ -665,14 +664,10 @@ func (d *DB) page(ctx context.Context, pageURL string) (u *url.URL, rows []json.
 			}
 			return nil, nil, "", config.Errorf(config.KindOS, "db source: %v", err)
 		}
-		wait := min(s.RetryBackoff<<attempt, s.MaxBackoff)
+		wait := d.http.Backoff(attempt)
 		slog.Debug("datago: db source: page body broke, fetching it again", "url", pageURL, "wait", wait, "error", err)
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, nil, "", ctx.Err()
+		if err := remote.Sleep(ctx, wait); err != nil {
+			return nil, nil, "", err
 		}
 	}
 	var ans dbAnswer
@@ -813,25 +808,14 @@ func (d *DB) item(page *url.URL, raw json.RawMessage) *Item {
 		p := &Payload{Name: l.LatentType, URL: u}
 		switch {
 		case strings.Contains(l.LatentType, "image") && !strings.Contains(l.LatentType, "latent_"):
-			putURL(&it.AdditionalImages, p)
+			putPayload(&it.AdditionalImages, p)
 		case l.IsMask:
-			putURL(&it.Masks, p)
+			putPayload(&it.Masks, p)
 		default:
-			putURL(&it.Latents, p)
+			putPayload(&it.Latents, p)
 		}
 	}
 	return it
-}
-
-// putURL appends a payload, replacing an earlier one of the same name.
-func putURL(list *[]*Payload, p *Payload) {
-	for i, q := range *list {
-		if q.Name == p.Name {
-			(*list)[i] = p
-			return
-		}
-	}
-	*list = append(*list, p)
 }
 
 // idText is a row id: a JSON string, or a number's text; "" when null or absent.

@@ -49,6 +49,19 @@ func (it *Item) Free() {
 	it.Payloads(func(p *Payload) { p.Data.Free() })
 }
 
+// putPayload appends p to list, or replaces an earlier payload of the same name (a duplicated
+// entry), freeing that one's bytes.
+func putPayload(list *[]*Payload, p *Payload) {
+	for i, q := range *list {
+		if q.Name == p.Name {
+			q.Data.Free()
+			(*list)[i] = p
+			return
+		}
+	}
+	*list = append(*list, p)
+}
+
 // Source lists samples. Run sends items to out until the listing is done (nil), ctx is cancelled
 // (ctx.Err()), or it fails (an error). It must not close out. An item it could not send is freed.
 type Source interface {

@@ -675,9 +675,9 @@ func (w *WebDataset) add(sh shard, s *sample, ext string, b cmem.Buf) {
 		}
 		it.Image = &Payload{Data: b}
 	case w.isMask(lower, last):
-		put(&it.Masks, ext, b)
+		putPayload(&it.Masks, &Payload{Name: ext, Data: b})
 	case ImageExtensions["."+last]:
-		put(&it.AdditionalImages, ext, b)
+		putPayload(&it.AdditionalImages, &Payload{Name: ext, Data: b})
 	case last == "json":
 		var v any
 		dec := json.NewDecoder(bytes.NewReader(b.Bytes()))
@@ -709,7 +709,7 @@ func (w *WebDataset) add(sh shard, s *sample, ext string, b cmem.Buf) {
 			s.setAttr(ext, t)
 		}
 	default:
-		put(&it.Latents, ext, b)
+		putPayload(&it.Latents, &Payload{Name: ext, Data: b})
 	}
 }
 
@@ -740,18 +740,6 @@ func (s *sample) setAttr(k string, v any) {
 		s.attrs = map[string]any{}
 	}
 	s.attrs[k] = v
-}
-
-// put appends a named payload, replacing an earlier one of the same name (a duplicated entry).
-func put(list *[]*Payload, name string, b cmem.Buf) {
-	for _, p := range *list {
-		if p.Name == name {
-			p.Data.Free()
-			p.Data = b
-			return
-		}
-	}
-	*list = append(*list, &Payload{Name: name, Data: b})
 }
 
 // finish sends a completed sample (ok) or skips it; err is ctx.Err() when cancelled.

@@ -387,6 +387,14 @@ func (c *Client) backoff(attempt int, after time.Duration, hasAfter bool) time.D
 	return d
 }
 
+// Backoff is the wait before retry number attempt (0-based) of something the caller retries
+// itself, like the client's own retries: exponential from RetryBackoff, capped by MaxBackoff, with
+// jitter in [d/2, d].
+func (c *Client) Backoff(attempt int) time.Duration { return c.backoff(attempt, 0, false) }
+
+// Sleep waits d, or until ctx is done (then it returns ctx.Err()).
+func Sleep(ctx context.Context, d time.Duration) error { return sleep(ctx, d) }
+
 func sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()

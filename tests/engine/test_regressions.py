@@ -10,16 +10,21 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from datago.engine import Field, datasources
-from datago.engine.db import Engine
+from datago.engine.datasets import get_dataset
+from datago.engine.datasource import Datasource
+from datago.engine.db import BLOB_DIR_ENV, Engine
+from datago.engine.query import And, Or
 from datago.engine.scan import list_http
 from datago.engine.server import create_app
-from datago.engine.tokens import create_token
+from datago.engine.tokens import create_token, list_tokens
 
 with warnings.catch_warnings():  # starlette deprecates its httpx-based client in favour of httpx2
     warnings.simplefilter("ignore")
@@ -214,3 +219,178 @@ def test_scan_of_an_unreachable_http_root_is_502(engine: Engine) -> None:
     c = TestClient(create_app(engine), raise_server_exceptions=False)
     r = c.post("/api/datasources/remote/scan", headers={"Authorization": f"Token {create_token(engine, 'w')}"})
     assert r.status_code == 502 and r.json()["status"] == 502 and "cannot scan" in r.json()["error"]
+
+
+def test_http_html_listing_does_not_fetch_hidden_folders() -> None:
+    """Hidden folders of HTML listings are skipped before they are fetched (their files were
+    dropped anyway, but each cost a request)."""
+    pages = {
+        "/root/": '<a href="a.jpg">a</a> <a href=".git/">.git</a> <a href="sub/">sub</a> <a href="../">up</a>',
+        "/root/sub/": '<a href="b.jpg">b</a> <a href=".cache/">c</a> <a href="/root/sub/.x/y/">x</a>',
+        "/root/.git/": '<a href="config">c</a>',
+        "/root/sub/.cache/": '<a href="c.jpg">c</a>',
+        "/root/sub/.x/y/": '<a href="d.jpg">d</a>',
+    }
+    requested: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requested.append(request.url.path)
+        if request.url.path not in pages:
+            return httpx.Response(404)
+        return httpx.Response(200, text=pages[request.url.path], headers={"content-type": "text/html"})
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as http:
+        assert list_http(http, "http://example.test/root/") == ["a.jpg", "sub/b.jpg"]
+    assert sorted(requested) == ["/root/", "/root/sub/"]
+
+
+def _meet_before_insert(engine: Engine, table: str, timeout: float = 2.0) -> Any:
+    """Make the first INSERT into ``table`` of each of two threads wait for the other one (at
+    most ``timeout`` s: a thread that cannot get there, being serialised behind the first, lets
+    it go on). Returns the listener, for ``sa.event.remove(engine.sa, "before_cursor_execute", it)``."""
+    barrier = threading.Barrier(2, timeout=timeout)
+    waited: set[int] = set()
+
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if (
+            statement.lstrip().upper().startswith(f"INSERT INTO {table.upper()} ")
+            and threading.get_ident() not in waited
+        ):
+            waited.add(threading.get_ident())
+            try:
+                barrier.wait()
+            except threading.BrokenBarrierError:
+                pass
+
+    sa.event.listen(engine.sa, "before_cursor_execute", before)
+    return before
+
+
+def _in_two_threads(fn: Any) -> list[object]:
+    results: list[object] = []
+
+    def run() -> None:
+        try:
+            results.append(fn())
+        except Exception as exc:  # reported by the caller
+            results.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_concurrent_save_dataset_of_one_name(engine: Engine, text_root: Path) -> None:
+    """Two saves of one name racing (both find no dataset, then both insert): the loser gets the
+    ValueError of a sequential duplicate (was an IntegrityError on PostgreSQL); with overwrite
+    both succeed, one after the other."""
+    ds = datasources.get_or_create("texts", text_root, db_url=engine, progress=False)
+    view = ds[ds["size"] > 5]
+    listener = _meet_before_insert(engine, "datasets")
+    try:
+        results = _in_two_threads(lambda: view.save_dataset("race"))
+        assert sorted(type(r).__name__ for r in results) == ["Datasource", "ValueError"], results
+        assert "already exists" in str(next(r for r in results if isinstance(r, ValueError)))
+        results = _in_two_threads(lambda: view.save_dataset("race2", overwrite=True))
+        assert all(isinstance(r, Datasource) for r in results), results
+    finally:
+        sa.event.remove(engine.sa, "before_cursor_execute", listener)
+    assert get_dataset("race", engine).count() == get_dataset("race2", engine).count() == 5
+
+
+def test_concurrent_tokens_of_one_name(engine: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two creations of a token name racing leave one active token (the other is refused as a
+    sequential duplicate is); ``datago token create`` reports a duplicate without a traceback."""
+    listener = _meet_before_insert(engine, "api_tokens")
+    try:
+        results = _in_two_threads(lambda: create_token(engine, "twin"))
+    finally:
+        sa.event.remove(engine.sa, "before_cursor_execute", listener)
+    assert sorted(type(r).__name__ for r in results) == ["ValueError", "str"], results
+    assert [t.name for t in list_tokens(engine)] == ["twin"]
+
+    from datago.engine.cli import main
+
+    try:
+        assert main(["token", "create", "--db", engine.url, "--name", "cli"]) == 0
+        capsys.readouterr()
+        assert main(["token", "create", "--db", engine.url, "--name", "cli"]) == 1
+        err = capsys.readouterr().err
+        assert err == "datago: error: an active token named 'cli' exists\n"
+    finally:
+        from datago.engine.db import get_engine
+
+        get_engine(engine.url).dispose()
+    assert [t.name for t in list_tokens(engine)] == ["twin", "cli"]
+
+
+def test_add_datapoints_refuses_invalid_paths(engine: Engine, text_root: Path) -> None:
+    ds = datasources.get_or_create("texts", text_root, db_url=engine, progress=False)
+    for bad in ("a\x00b.jpg", "../up.jpg", "/abs.jpg", "a//b.jpg", "a\\b.jpg"):
+        with pytest.raises(ValueError, match="invalid datapoint path") as info:
+            ds.add_datapoints([{"path": "fine.jpg"}, {"path": bad}])
+        assert repr(bad) in str(info.value)
+    assert ds.count() == 10  # nothing written
+    assert ds.add_datapoints([{"path": "fine.jpg"}]) == 1
+
+
+def test_as_of_takes_naive_datetimes_as_utc(engine: Engine, text_root: Path) -> None:
+    """``as_of`` takes naive datetimes as UTC, as query values do, whatever the local time zone."""
+    if not hasattr(time, "tzset"):
+        pytest.skip("needs time.tzset")
+    ds = datasources.get_or_create("texts", text_root, db_url=engine, progress=False)
+    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1)
+    old_tz = os.environ.get("TZ")
+    os.environ["TZ"] = "Etc/GMT-9"  # UTC+9
+    time.tzset()
+    try:
+        view = ds.as_of(soon.replace(tzinfo=None))
+        assert view.as_of_time == ds.as_of(soon).as_of_time == soon
+        assert view.count() == 10
+        assert ds.as_of((soon - dt.timedelta(hours=1)).replace(tzinfo=None)).count() == 0
+    finally:
+        if old_tz is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = old_tz
+        time.tzset()
+
+
+def test_in_memory_engine_dispose_removes_its_blob_folder(
+    tmp_path: Path, text_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(BLOB_DIR_ENV, raising=False)
+    eng = Engine("sqlite://")
+    ds = datasources.get_or_create("texts", text_root, db_url=eng, progress=False)
+    ds.update_metadata("f1.txt", {"raw": b"blob"})
+    folder = eng.blobs.directory
+    assert any(folder.rglob("*")) and ds[ds["raw"] == b"blob"].count() == 1
+    eng.dispose()
+    assert not folder.exists()
+    eng.dispose()  # twice is fine
+    own = Engine("sqlite://", blob_dir=tmp_path / "mine")  # a folder given is never removed
+    own.blobs.put(b"x")
+    own.dispose()
+    assert any((tmp_path / "mine").rglob("*"))
+
+
+def test_views_on_bases_differing_by_1_true_or_1_0_are_not_one_base(engine: Engine, text_root: Path) -> None:
+    """``&`` and ``|`` of field-comparison views combine their own conditions only when the
+    bases are the same query exactly (1 == True == 1.0 in Python, not in queries)."""
+    ds = datasources.get_or_create("texts", text_root, db_url=engine, progress=False)
+    ds.update_metadata([f"f{i}.txt" for i in range(3)], {"n": 1})
+    same = ds[ds["n"] == 1]
+    q = ((same["size"] > 1) | (same["size"] <= 1)).query
+    assert (
+        q is not None and q.to_json() == And.of(Field("n") == 1, Or.of(Field("size") > 1, Field("size") <= 1)).to_json()
+    )
+    for other in (1.0, True):
+        a = ds[ds["n"] == 1]["size"] > 1
+        b = ds[ds["n"] == other]["size"] <= 1
+        assert a.query is not None and b.query is not None
+        assert (a | b).query.to_json() == Or.of(a.query, b.query).to_json()  # type: ignore[union-attr]
+        assert (a & b).query.to_json() == And.of(a.query, b.query).to_json()  # type: ignore[union-attr]
+    assert (ds[ds["n"] == 1]["size"] > 1).count() + (ds[ds["n"] == 1.0]["size"] <= 1).count() == 3

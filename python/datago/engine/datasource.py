@@ -23,6 +23,12 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas
 
 
+def _exact(q: Query | None) -> str | None:
+    """A form of ``q`` equal for equal queries only (``==`` on queries takes ``1``, ``True``
+    and ``1.0`` as the same value)."""
+    return None if q is None else q.to_json()
+
+
 class FieldRef(Field):
     """``view["name"]``: comparisons return ``view`` narrowed by the condition; ``&``, ``|`` and
     ``~`` on such results combine the conditions within ``view`` (``~(view["x"] > 1)`` is the
@@ -101,7 +107,7 @@ class Datasource:
             isinstance(other, Datasource)
             and self._split is not None
             and other._split is not None
-            and self._split[0] == other._split[0]
+            and _exact(self._split[0]) == _exact(other._split[0])  # not ==: 1 == True == 1.0
         ):
             self._query_of(other)  # same datasource
             return self._within(self._split[0], kind.of(self._split[1], other._split[1]))
@@ -178,7 +184,8 @@ class Datasource:
         only datapoints that existed then.
 
         Args:
-            when: an aware datetime, a naive datetime in local time, or UNIX seconds.
+            when: an aware datetime, a naive datetime (taken as UTC, as in query values), or
+                UNIX seconds.
 
         Raises:
             TypeError: another type.
@@ -357,16 +364,30 @@ class Datasource:
                 characters or contains NUL.
         """
         check_name("dataset", name)
-        with self.engine.write() as conn:
-            exists = conn.execute(sa.select(datasets.c.id).where(datasets.c.name == name)).first()
-            if exists is not None:
+        select = sa.select(datasets.c.id).where(datasets.c.name == name)
+        for attempt in range(3):
+            try:
+                with self.engine.write() as conn:
+                    exists = conn.execute(select).first()
+                    if exists is not None:
+                        if not overwrite:
+                            raise ValueError(f"dataset {name!r} already exists")
+                        conn.execute(sa.delete(datasets).where(datasets.c.id == exists[0]))
+                    conn.execute(
+                        sa.insert(datasets).values(
+                            name=name, datasource_id=self.id, query=self.to_json(), created_at=now_us()
+                        )
+                    )
+                return self
+            except sa.exc.IntegrityError:
+                # a concurrent save of the same name committed first (PostgreSQL): as if it had
+                # come before us; anything else (e.g. the datasource was deleted) is re-raised
+                with self.engine.read() as conn:
+                    if conn.execute(select).first() is None or attempt == 2:
+                        raise
                 if not overwrite:
-                    raise ValueError(f"dataset {name!r} already exists")
-                conn.execute(sa.delete(datasets).where(datasets.c.id == exists[0]))
-            conn.execute(
-                sa.insert(datasets).values(name=name, datasource_id=self.id, query=self.to_json(), created_at=now_us())
-            )
-        return self
+                    raise ValueError(f"dataset {name!r} already exists") from None
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def delete_source(self) -> None:
         """Delete this datasource with its datapoints, metadata history, fields and saved

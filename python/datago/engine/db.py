@@ -25,6 +25,7 @@ import datetime as _dt
 import hashlib
 import os
 import secrets
+import shutil
 import tempfile
 import threading
 import time
@@ -152,6 +153,7 @@ settings = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
 )
 
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 _clock_lock = threading.Lock()
 _clock_last = 0
 
@@ -171,15 +173,15 @@ def to_us(when: _dt.datetime | float | int) -> int:
     """Convert a point in time to microseconds since the epoch.
 
     Args:
-        when: an aware ``datetime``, a naive ``datetime`` (local time, as ``datetime.timestamp``
-            reads it) or UNIX seconds (int or float).
+        when: an aware ``datetime``, a naive ``datetime`` (taken as UTC, as query values and
+            metadata take it) or UNIX seconds (int or float).
 
     Raises:
         TypeError: another type.
         ValueError: UNIX seconds that are not finite or too far from 1970 (beyond 64-bit µs).
     """
     if isinstance(when, _dt.datetime):
-        return round(when.timestamp() * 1_000_000)
+        return (to_utc(when) - _EPOCH) // _dt.timedelta(microseconds=1)
     if isinstance(when, (int, float)) and not isinstance(when, bool):
         seconds = float(when)
         if not abs(seconds) < 9.2e12:  # also NaN
@@ -190,7 +192,7 @@ def to_us(when: _dt.datetime | float | int) -> int:
 
 def from_us(us: int) -> _dt.datetime:
     """Microseconds since the epoch to an aware UTC datetime."""
-    return _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc) + _dt.timedelta(microseconds=us)
+    return _EPOCH + _dt.timedelta(microseconds=us)
 
 
 def default_db_url() -> str:
@@ -267,7 +269,8 @@ class Engine:
         db_url: SQLAlchemy URL (``sqlite:///path``, ``postgresql+psycopg://user:pw@host/db``) or
             a SQLite file path; default :func:`default_db_url`.
         blob_dir: blob store folder; default ``$DATAGO_ENGINE_BLOBS``, else next to a SQLite file
-            (``<file>.blobs``), else ``~/.cache/datago/blobs``.
+            (``<file>.blobs``), else for an in-memory SQLite database a temporary folder (removed by
+            :meth:`dispose`), else ``~/.cache/datago/blobs``.
 
     Raises:
         sqlalchemy.exc.SQLAlchemyError: the database cannot be reached or the schema created.
@@ -300,11 +303,13 @@ class Engine:
             self._setup_postgresql()
         if blob_dir is None:
             blob_dir = os.environ.get(BLOB_DIR_ENV) or None
+        #: a temporary blob folder of this engine's own, removed by :meth:`dispose`
+        self._temp_blob_dir: str | None = None
         if blob_dir is None:
             if self.dialect == "sqlite" and not memory:
                 blob_dir = str(Path(url.database or "").expanduser()) + ".blobs"
             elif memory:
-                blob_dir = tempfile.mkdtemp(prefix="datago-blobs-")
+                blob_dir = self._temp_blob_dir = tempfile.mkdtemp(prefix="datago-blobs-")
             else:
                 blob_dir = Path.home() / ".cache" / "datago" / "blobs"
         self.blobs = BlobStore(blob_dir)
@@ -435,12 +440,16 @@ class Engine:
         atexit.unregister(self._stop_background)
 
     def dispose(self) -> None:
-        """Stop the background server if any and close pooled connections."""
+        """Stop the background server if any and close pooled connections; the temporary blob
+        folder of an in-memory database (whose data is gone with its connection) is removed."""
         self._stop_background()
         self.sa.dispose()
         with _engines_lock:
             if _engines.get(self.url) is self:
                 del _engines[self.url]
+        if self._temp_blob_dir is not None:
+            shutil.rmtree(self._temp_blob_dir, ignore_errors=True)
+            self._temp_blob_dir = None
 
 
 _engines: dict[str, Engine] = {}

@@ -130,7 +130,7 @@ class _Links(HTMLParser):
 def list_http(client: Any, root: str, max_depth: int = 32) -> list[str]:
     """Relative paths of the files an http root lists: either a JSON array of paths (or
     ``{"files": [...]}``) at the root URL, or HTML directory listings (``<a href>``; links ending
-    with ``/`` are folders, followed recursively within the root).
+    with ``/`` are folders, followed recursively within the root; hidden folders are not fetched).
 
     Raises:
         httpx.HTTPError: the root cannot be fetched.
@@ -155,7 +155,7 @@ def list_http(client: Any, root: str, max_depth: int = 32) -> list[str]:
             seen.add(url)
             rel = unquote(url[len(root) :])
             if url.endswith("/"):
-                if depth < max_depth:
+                if depth < max_depth and not any(part.startswith(".") for part in rel.split("/")):
                     sub = client.get(url)
                     if sub.status_code == 200:
                         todo.append((url, sub.text, depth + 1))

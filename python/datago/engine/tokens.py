@@ -45,6 +45,10 @@ def create_token(engine: Engine, name: str, read_only: bool = False) -> str:
     check_name("token", name)
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     with engine.write() as conn:
+        if engine.dialect == "postgresql":
+            # concurrent creations take turns (no unique index can cover only active tokens
+            # of existing databases); SQLite write transactions are serialised already
+            conn.execute(sa.text(f"LOCK TABLE {api_tokens.name} IN SHARE ROW EXCLUSIVE MODE"))
         active = conn.execute(
             sa.select(api_tokens.c.id).where(api_tokens.c.name == name, api_tokens.c.revoked_at.is_(None))
         ).first()

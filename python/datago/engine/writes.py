@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .db import Engine, chunks, datapoints, datasources, fields, metadata_values, now_us
+from .scan import safe_relpath
 from .values import VALUE_COLUMN, check_field_name, has_nul, infer_type, normalize, storage_problem
 
 TAGS_FIELD = "tags"
@@ -52,7 +53,8 @@ def add_datapoints(engine: Engine, datasource_id: int, records: Iterable[Mapping
 
     Raises:
         KeyError: the datasource does not exist.
-        ValueError: a record without a str ``path``.
+        ValueError: a record without a str ``path``, or a path that is not a valid relative
+            datapoint path (see :func:`datago.engine.scan.safe_relpath`); nothing is written.
     """
     now = now_us()
     rows: list[dict[str, Any]] = []
@@ -61,6 +63,7 @@ def add_datapoints(engine: Engine, datasource_id: int, records: Iterable[Mapping
         path = r.get("path")
         if not isinstance(path, str) or not path:
             raise ValueError(f"datapoint record without a path: {dict(r)!r}")
+        safe_relpath(path)  # ValueError naming the path, before anything is written
         if path in seen:
             continue
         seen.add(path)

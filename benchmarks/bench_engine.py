@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_webdataset's helpers
 
 import httpx
-from bench_webdataset import image_config, photo_folder
+from bench_webdataset import image_config, load_all, photo_folder
 
 from datago.engine import datasources, serve_in_background
 from datago.engine.db import Engine
@@ -150,22 +150,6 @@ def bench_paging(engine: Engine, root: Path, n: int, page_size: int) -> None:
 
 
 # -- part 2: loader, db source vs folder source ------------------------------------------------
-
-
-def load_all(cfg: dict[str, Any]) -> tuple[int, float, float, dict[str, Any]]:
-    """One run: (samples, wall seconds, CPU seconds of this process, the client's stats)."""
-    import datago
-
-    cpu0 = time.process_time()
-    t0 = time.perf_counter()
-    n = 0
-    with datago.DatagoClient(cfg) as c:
-        for s in c:
-            _ = s.image_array.shape  # touch the pixels' view, as a training loop would
-            n += 1
-        elapsed = time.perf_counter() - t0
-        stats = c.stats()
-    return n, elapsed, time.process_time() - cpu0, stats
 
 
 def stats_text(stats: dict[str, Any]) -> str:

@@ -185,11 +185,11 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(cfg: dict[str, Any], server_pid: int | None) -> tuple[int, float, float]:
-    """One run: (samples, wall seconds, CPU seconds of this process and of the server)."""
+def load_all(cfg: dict[str, Any]) -> tuple[int, float, float, dict[str, Any]]:
+    """One run: (samples, wall seconds, CPU seconds of this process, the client's stats)."""
     import datago
 
-    cpu0 = time.process_time() + (proc_cpu(server_pid) if server_pid else 0.0)
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     n = 0
     with datago.DatagoClient(cfg) as client:
@@ -197,10 +197,17 @@ def measure(cfg: dict[str, Any], server_pid: int | None) -> tuple[int, float, fl
             _ = s.image_array.shape  # touch the pixels' view, as a training loop would
             n += 1
         elapsed = time.perf_counter() - t0
-        skipped = client.stats()["skipped_reasons"]
-    cpu = time.process_time() + (proc_cpu(server_pid) if server_pid else 0.0) - cpu0
-    if skipped:
-        print(f"  skipped: {skipped}")
+        stats = client.stats()
+    return n, elapsed, time.process_time() - cpu0, stats
+
+
+def measure(cfg: dict[str, Any], server_pid: int | None) -> tuple[int, float, float]:
+    """One run: (samples, wall seconds, CPU seconds of this process and of the server)."""
+    server0 = proc_cpu(server_pid) if server_pid else 0.0
+    n, elapsed, cpu, stats = load_all(cfg)
+    cpu += (proc_cpu(server_pid) if server_pid else 0.0) - server0
+    if stats["skipped_reasons"]:
+        print(f"  skipped: {stats['skipped_reasons']}")
     return n, elapsed, cpu
 
 

@@ -21,8 +21,10 @@ def real_photos() -> list[Path]:
     return photos
 
 
-def file_config(root: Path | str, **extra: Any) -> dict[str, Any]:
-    """A datago config for the filesystem source with 256-px buckets."""
+def loader_config(source_type: str, source: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A datago config for any source with 256-px buckets: ``source`` is the source_config;
+    ``image_config`` and ``source_config`` in ``extra`` are merged into the defaults, other keys
+    are set at the top level."""
     image_config = {
         "crop_and_resize": True,
         "default_image_size": 256,
@@ -31,10 +33,9 @@ def file_config(root: Path | str, **extra: Any) -> dict[str, Any]:
         "max_aspect_ratio": 2.0,
     }
     image_config.update(extra.pop("image_config", {}))
-    source_config = {"root_path": str(root)}
-    source_config.update(extra.pop("source_config", {}))
+    source_config = {**source, **extra.pop("source_config", {})}
     cfg: dict[str, Any] = {
-        "source_type": "file",
+        "source_type": source_type,
         "source_config": source_config,
         "image_config": image_config,
         "samples_buffer_size": 8,
@@ -42,6 +43,10 @@ def file_config(root: Path | str, **extra: Any) -> dict[str, Any]:
     cfg.update(extra)
     return cfg
 
+
+def file_config(root: Path | str, **extra: Any) -> dict[str, Any]:
+    """A datago config for the filesystem source with 256-px buckets."""
+    return loader_config("file", {"root_path": str(root)}, **extra)
 
 
 def huge_png_header(width: int, height: int) -> bytes:

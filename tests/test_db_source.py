@@ -29,6 +29,7 @@ from PIL import Image
 from test_client import buckets, nearest
 
 import datago
+from photos_util import loader_config
 
 KEY = "test-key-123"
 FORBIDDEN_KEY = "no-access-key"  # a valid token without the right to read: 403
@@ -239,26 +240,13 @@ def room(data: tuple[list[dict[str, Any]], dict[str, bytes]]) -> Iterator[FakeDa
         yield srv
 
 
+NO_CROP = {"crop_and_resize": False}  # images as decoded, no bucket
+
+
 def db_config(api_url: str, **extra: Any) -> dict[str, Any]:
     """A db config with 256-px buckets and fast HTTP retries."""
     source_config = {"api_url": api_url, "api_key": KEY, "page_size": 5}
-    source_config.update(extra.pop("source_config", {}))
-    cfg: dict[str, Any] = {
-        "source_type": "db",
-        "source_config": source_config,
-        "image_config": {
-            "crop_and_resize": True,
-            "default_image_size": 256,
-            "downsampling_ratio": 16,
-            "min_aspect_ratio": 0.5,
-            "max_aspect_ratio": 2.0,
-        },
-        "samples_buffer_size": 8,
-        "http_retry_backoff": 0.02,
-        "http_max_retries": 2,
-    }
-    cfg.update(extra)
-    return cfg
+    return loader_config("db", source_config, **{"http_retry_backoff": 0.02, "http_max_retries": 2, **extra})
 
 
 def load(cfg: dict[str, Any]) -> tuple[list[datago.Sample], dict[str, Any]]:
@@ -360,7 +348,7 @@ def test_limit_is_exact(room: FakeDataroom) -> None:
 def test_rank_split_is_disjoint_and_complete(room: FakeDataroom, data: tuple) -> None:
     seen: list[str] = []
     for rank in range(3):
-        samples, _ = load(db_config(room.api_url, rank=rank, world_size=3, image_config={}))
+        samples, _ = load(db_config(room.api_url, rank=rank, world_size=3, image_config=NO_CROP))
         seen += [s.id for s in samples]
         assert samples
     assert sorted(seen) == sorted(r["id"] for r in data[0])
@@ -370,7 +358,7 @@ def test_rank_split_is_disjoint_and_complete(room: FakeDataroom, data: tuple) ->
 
 def test_random_sampling_is_seeded(room: FakeDataroom, data: tuple) -> None:
     def order(seed: int) -> list[str]:
-        cfg = db_config(room.api_url, image_config={}, source_config={"random_sampling": True, "seed": seed})
+        cfg = db_config(room.api_url, image_config=NO_CROP, source_config={"random_sampling": True, "seed": seed})
         cfg.update(num_threads=1, max_connections=1)  # one worker per stage: delivery in listing order
         return [s.id for s in load(cfg)[0]]
 
@@ -438,7 +426,7 @@ def test_image_404_is_skipped_and_counted(room: FakeDataroom, data: tuple, capfd
     capfd.readouterr()
     # a missing image, and a missing mask of another row
     room.missing = {"img-004.jpg", "img-007.mask.png"}
-    samples, stats = load(db_config(room.api_url, image_config={}, source_config=FULL))
+    samples, stats = load(db_config(room.api_url, image_config=NO_CROP, source_config=FULL))
     assert sorted(s.id for s in samples) == sorted(r["id"] for r in data[0] if r["id"] not in ("img-004", "img-007"))
     assert stats["samples_skipped"] == 2 and stats["skipped_reasons"] == {"fetch_error": 2}
     err = capfd.readouterr().err

@@ -27,6 +27,7 @@ from wds_helpers import (
 )
 
 import datago
+from photos_util import loader_config
 
 N_SHARDS, PER_SHARD = 4, 6
 PATTERN = "shard-{000000..000003}.tar"
@@ -34,26 +35,7 @@ PATTERN = "shard-{000000..000003}.tar"
 
 def wds_config(url: Any, **extra: Any) -> dict[str, Any]:
     """A webdataset config with 256-px buckets and fast HTTP retries."""
-    source_config = {"url": url}
-    source_config.update(extra.pop("source_config", {}))
-    image_config = {
-        "crop_and_resize": True,
-        "default_image_size": 256,
-        "downsampling_ratio": 16,
-        "min_aspect_ratio": 0.5,
-        "max_aspect_ratio": 2.0,
-    }
-    image_config.update(extra.pop("image_config", {}))
-    cfg: dict[str, Any] = {
-        "source_type": "webdataset",
-        "source_config": source_config,
-        "image_config": image_config,
-        "samples_buffer_size": 8,
-        "http_retry_backoff": 0.02,
-        "http_max_retries": 3,
-    }
-    cfg.update(extra)
-    return cfg
+    return loader_config("webdataset", {"url": url}, **{"http_retry_backoff": 0.02, "http_max_retries": 3, **extra})
 
 
 def snapshot(s: datago.Sample) -> dict[str, Any]:

@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from datago.engine import datasources
-from datago.engine import server as server_mod
 from datago.engine.db import Engine
 from datago.engine.server import create_app
+from datago.engine.server import routes_files as server_mod
 from datago.engine.tokens import create_token
 
 

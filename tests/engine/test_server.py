@@ -376,7 +376,7 @@ def test_errors_are_json(api: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) 
     assert r.status_code == 404 and r.json()["status"] == 404
     r = c.delete("/api/images/", headers=auth(api.ro))
     assert r.status_code == 405 and r.json()["status"] == 405
-    import datago.engine.server as server_mod
+    import datago.engine.server.context as server_mod
 
     def boom(*_a: Any, **_k: Any) -> Any:
         raise RuntimeError("secret internals")

@@ -16,18 +16,26 @@ Modelled on DagsHub's Data Engine::
 
 Storage is a SQLite file by default (``$DATAGO_ENGINE_DB`` or ``~/.cache/datago/engine.sqlite``)
 or PostgreSQL (``postgresql+psycopg://...``). Importing this package loads no native library.
+
+Layers (each imports only the ones before it; ``tests/engine/test_layering.py`` checks it):
+storage (``values``, ``signing``, ``scan``, ``blobs``, ``schema``, ``db``, ``writes``, ``tokens``)
+→ query (``query``, ``executor``, ``dataroom``, ``results``, ``datasource``, ``datasources``,
+``datasets``) → server (the ``server`` package) → ``cli`` and this package, which installs the
+server's starter for :meth:`Engine.background_server` (storage does not import the server).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from . import datasets, datasources
 from .datasets import get_dataset
-from .datasource import Datapoint, Datasource, MetadataContext, QueryResult
+from .datasource import Datasource
 from .datasources import delete_source, get_datasource, get_datasources, get_or_create
-from .db import Engine, get_engine
+from .db import Engine, get_engine, set_background_starter
 from .query import And, Condition, Field, Not, Or, Query
+from .results import Datapoint, MetadataContext, QueryResult
 
 __all__ = [
     "And",
@@ -59,3 +67,13 @@ def serve_in_background(engine_or_db_url: Any = None, host: str = "127.0.0.1", p
     from .server import serve_in_background as _serve
 
     return _serve(engine_or_db_url, host, port, **kwargs)
+
+
+def _start_background_server(engine: Engine) -> tuple[str, str, Callable[[], None]]:
+    """The starter of :meth:`Engine.background_server`: a server with a read-only key."""
+    from .server import serve_in_background as _serve
+
+    return _serve(engine, read_only=True)
+
+
+set_background_starter(_start_background_server)

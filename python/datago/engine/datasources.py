@@ -15,19 +15,15 @@ from typing import Any
 import sqlalchemy as sa
 
 from . import scan as _scan
-from .datasource import Datasource
+from . import writes
+from .datasource import Datasource, find_datasource
 from .db import (
     Engine,
-    datapoints,
-    datasets,
     datasources,
-    fields,
     get_engine,
-    metadata_values,
     now_us,
 )
-from .values import check_name, has_nul
-from .writes import lock_datasource
+from .values import check_name
 
 DbArg = Engine | str | os.PathLike[str] | None
 
@@ -57,14 +53,14 @@ def get_or_create(
     check_name("datasource", name)
     engine = get_engine(db_url)
     root = _scan.normalize_root(root)
-    ds = _find(engine, name)
+    ds = find_datasource(engine, name)
     if ds is None:
         try:
             with engine.write() as conn:
                 conn.execute(sa.insert(datasources).values(name=name, root=root, created_at=now_us()))
         except sa.exc.IntegrityError:  # created concurrently
             pass
-        ds = _find(engine, name)
+        ds = find_datasource(engine, name)
         assert ds is not None
     if ds.root != root:
         raise ValueError(f"datasource {name!r} exists with root {ds.root!r}, not {root!r}")
@@ -73,23 +69,13 @@ def get_or_create(
     return ds
 
 
-def _find(engine: Engine, name: str) -> Datasource | None:
-    if has_nul(name):  # never stored
-        return None
-    with engine.read() as conn:
-        row = conn.execute(
-            sa.select(datasources.c.id, datasources.c.name, datasources.c.root).where(datasources.c.name == name)
-        ).first()
-    return None if row is None else _from_row(engine, row)
-
-
 def get_datasource(name: str, db_url: DbArg = None) -> Datasource:
     """The existing datasource ``name``.
 
     Raises:
         KeyError: no such datasource.
     """
-    ds = _find(get_engine(db_url), name)
+    ds = find_datasource(get_engine(db_url), name)
     if ds is None:
         raise KeyError(f"no datasource named {name!r}")
     return ds
@@ -113,12 +99,4 @@ def delete_source(name: str, db_url: DbArg = None) -> None:
         KeyError: no such datasource.
     """
     engine = get_engine(db_url)
-    ds = get_datasource(name, engine)
-    with engine.write() as conn:
-        lock_datasource(conn, ds.id)
-        dp_ids = sa.select(datapoints.c.id).where(datapoints.c.datasource_id == ds.id).scalar_subquery()
-        conn.execute(sa.delete(metadata_values).where(metadata_values.c.datapoint_id.in_(dp_ids)))
-        conn.execute(sa.delete(fields).where(fields.c.datasource_id == ds.id))
-        conn.execute(sa.delete(datapoints).where(datapoints.c.datasource_id == ds.id))
-        conn.execute(sa.delete(datasets).where(datasets.c.datasource_id == ds.id))
-        conn.execute(sa.delete(datasources).where(datasources.c.id == ds.id))
+    writes.delete_datasource(engine, get_datasource(name, engine).id)

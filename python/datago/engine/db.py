@@ -1,35 +1,20 @@
-"""Storage: the SQL schema (SQLAlchemy Core), the :class:`Engine` handle and the blob store.
+"""Storage: the :class:`Engine` handle (a database with the :mod:`~datago.engine.schema` tables
+plus a :class:`~datago.engine.blobs.BlobStore`) and the shared engines per URL.
 
-Tables (all timestamps are integers, microseconds since the UNIX epoch, UTC):
-
-- ``datasources(id, name, root, created_at)``
-- ``datapoints(id, datasource_id, path, size, width, height, format, created_at)``: one row per
-  file; ``id`` only grows (keyset paging cursor), ``(datasource_id, path)`` is unique.
-- ``fields(id, datasource_id, name, type, created_at)``: metadata field names and their fixed
-  type. Queries look field names up here, as bound parameters.
-- ``metadata_values(id, datapoint_id, field_id, value_int, value_float, value_str, value_bool,
-  value_datetime, value_blob_hash, valid_from, valid_to)``: entity-attribute-value rows with
-  history. A row is never updated except to close it (set ``valid_to``); the current value has
-  ``valid_to IS NULL``.
-- ``datasets(id, name, datasource_id, query, created_at)``: saved queries (JSON).
-- ``api_tokens(id, name, key_hash, read_only, created_at, revoked_at)``: server API keys, stored
-  as sha256 of the key.
-- ``settings(key, value)``: e.g. the HMAC secret that signs file URLs.
+The schema's tables and time helpers are re-exported here (``from datago.engine.db import
+datapoints, now_us``).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import datetime as _dt
-import hashlib
 import os
 import secrets
 import shutil
 import tempfile
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,162 +22,49 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import StaticPool
 
-from .values import to_utc
+from .blobs import BlobStore
+from .schema import (
+    UTCDateTime,
+    api_tokens,
+    datapoints,
+    datasets,
+    datasources,
+    fields,
+    from_us,
+    metadata_values,
+    now_us,
+    schema,
+    settings,
+    to_us,
+)
+
+__all__ = [
+    "BLOB_DIR_ENV",
+    "DEFAULT_DB_ENV",
+    "BackgroundStarter",
+    "BlobStore",
+    "Engine",
+    "UTCDateTime",
+    "api_tokens",
+    "chunks",
+    "datapoints",
+    "datasets",
+    "datasources",
+    "default_db_url",
+    "fields",
+    "from_us",
+    "get_engine",
+    "metadata_values",
+    "normalize_db_url",
+    "now_us",
+    "schema",
+    "set_background_starter",
+    "settings",
+    "to_us",
+]
 
 DEFAULT_DB_ENV = "DATAGO_ENGINE_DB"
 BLOB_DIR_ENV = "DATAGO_ENGINE_BLOBS"
-
-
-class UTCDateTime(sa.types.TypeDecorator):
-    """DateTime stored naive in UTC, returned aware (UTC). Naive inputs are taken as UTC."""
-
-    impl = sa.DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: Any, dialect: Any) -> Any:
-        if value is None:
-            return None
-        return to_utc(value).replace(tzinfo=None)
-
-    def process_result_value(self, value: Any, dialect: Any) -> Any:
-        if value is None:
-            return None
-        if isinstance(value, str):  # pragma: no cover - defensive, sqlite returns datetime
-            value = _dt.datetime.fromisoformat(value)
-        return value.replace(tzinfo=_dt.timezone.utc)
-
-
-_Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
-schema = sa.MetaData()
-
-datasources = sa.Table(
-    "datasources",
-    schema,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("name", sa.String(255), nullable=False, unique=True),
-    sa.Column("root", sa.Text, nullable=False),
-    sa.Column("created_at", sa.BigInteger, nullable=False),
-    sqlite_autoincrement=True,
-)
-
-datapoints = sa.Table(
-    "datapoints",
-    schema,
-    sa.Column("id", _Id, primary_key=True, autoincrement=True),
-    sa.Column("datasource_id", sa.Integer, sa.ForeignKey("datasources.id"), nullable=False),
-    sa.Column("path", sa.Text, nullable=False),
-    sa.Column("size", sa.BigInteger),
-    sa.Column("width", sa.Integer),
-    sa.Column("height", sa.Integer),
-    sa.Column("format", sa.String(32)),
-    sa.Column("created_at", sa.BigInteger, nullable=False),
-    sa.UniqueConstraint("datasource_id", "path", name="uq_datapoints_source_path"),
-    sa.Index("ix_datapoints_source_id", "datasource_id", "id"),
-    sqlite_autoincrement=True,
-)
-
-fields = sa.Table(
-    "fields",
-    schema,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("datasource_id", sa.Integer, sa.ForeignKey("datasources.id"), nullable=False),
-    sa.Column("name", sa.String(255), nullable=False),
-    sa.Column("type", sa.String(16), nullable=False),
-    sa.Column("created_at", sa.BigInteger, nullable=False),
-    sa.UniqueConstraint("datasource_id", "name", name="uq_fields_source_name"),
-    sqlite_autoincrement=True,
-)
-
-metadata_values = sa.Table(
-    "metadata_values",
-    schema,
-    sa.Column("id", _Id, primary_key=True, autoincrement=True),
-    sa.Column("datapoint_id", _Id, sa.ForeignKey("datapoints.id"), nullable=False),
-    sa.Column("field_id", sa.Integer, sa.ForeignKey("fields.id"), nullable=False),
-    sa.Column("value_int", sa.BigInteger),
-    sa.Column("value_float", sa.Double),
-    sa.Column("value_str", sa.Text),
-    sa.Column("value_bool", sa.Boolean),
-    sa.Column("value_datetime", UTCDateTime),
-    sa.Column("value_blob_hash", sa.String(64)),
-    sa.Column("valid_from", sa.BigInteger, nullable=False),
-    sa.Column("valid_to", sa.BigInteger),
-    # current values of a datapoint (result pages, EXISTS filters) and history look-ups
-    sa.Index("ix_metadata_values_dp_field", "datapoint_id", "field_id", "valid_to"),
-    # value filters and "which datapoints have field X"
-    sa.Index("ix_metadata_values_field_int", "field_id", "value_int"),
-    sa.Index("ix_metadata_values_field_float", "field_id", "value_float"),
-)
-
-datasets = sa.Table(
-    "datasets",
-    schema,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("name", sa.String(255), nullable=False, unique=True),
-    sa.Column("datasource_id", sa.Integer, sa.ForeignKey("datasources.id"), nullable=False),
-    sa.Column("query", sa.Text, nullable=False),
-    sa.Column("created_at", sa.BigInteger, nullable=False),
-)
-
-api_tokens = sa.Table(
-    "api_tokens",
-    schema,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("name", sa.String(255), nullable=False),
-    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
-    sa.Column("read_only", sa.Boolean, nullable=False),
-    sa.Column("created_at", sa.BigInteger, nullable=False),
-    sa.Column("revoked_at", sa.BigInteger),
-)
-
-settings = sa.Table(
-    "settings",
-    schema,
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-)
-
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
-_clock_lock = threading.Lock()
-_clock_last = 0
-
-
-def now_us() -> int:
-    """Current time in microseconds since the UNIX epoch; strictly increasing in this process."""
-    global _clock_last
-    with _clock_lock:
-        t = time.time_ns() // 1000
-        if t <= _clock_last:
-            t = _clock_last + 1
-        _clock_last = t
-        return t
-
-
-def to_us(when: _dt.datetime | float | int) -> int:
-    """Convert a point in time to microseconds since the epoch.
-
-    Args:
-        when: an aware ``datetime``, a naive ``datetime`` (taken as UTC, as query values and
-            metadata take it) or UNIX seconds (int or float).
-
-    Raises:
-        TypeError: another type.
-        ValueError: UNIX seconds that are not finite or too far from 1970 (beyond 64-bit µs).
-    """
-    if isinstance(when, _dt.datetime):
-        return (to_utc(when) - _EPOCH) // _dt.timedelta(microseconds=1)
-    if isinstance(when, (int, float)) and not isinstance(when, bool):
-        seconds = float(when)
-        if not abs(seconds) < 9.2e12:  # also NaN
-            raise ValueError(f"UNIX time {when!r} is out of range")
-        return round(seconds * 1_000_000)
-    raise TypeError(f"expected a datetime or UNIX seconds, got {type(when).__name__}")
-
-
-def from_us(us: int) -> _dt.datetime:
-    """Microseconds since the epoch to an aware UTC datetime."""
-    return _EPOCH + _dt.timedelta(microseconds=us)
 
 
 def default_db_url() -> str:
@@ -211,52 +83,6 @@ def normalize_db_url(value: str | os.PathLike[str]) -> str:
     if value.startswith("postgresql://") or value.startswith("postgres://"):
         return "postgresql+psycopg://" + value.split("://", 1)[1]
     return value
-
-
-class BlobStore:
-    """Content-addressed blob files: ``<dir>/<sha[:2]>/<sha>``.
-
-    Args:
-        directory: folder, created on first write.
-    """
-
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
-        self.directory = Path(directory)
-
-    def path_for(self, sha256: str) -> Path:
-        """Path of the blob with this hex sha256.
-
-        Raises:
-            ValueError: not a 64-character lowercase hex digest.
-        """
-        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
-            raise ValueError(f"invalid blob hash {sha256!r}")
-        return self.directory / sha256[:2] / sha256
-
-    def put(self, data: bytes) -> str:
-        """Store ``data`` (idempotent, atomic rename) and return its hex sha256."""
-        digest = hashlib.sha256(data).hexdigest()
-        target = self.path_for(digest)
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, target)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-        return digest
-
-    def get(self, sha256: str) -> bytes:
-        """Read a blob.
-
-        Raises:
-            FileNotFoundError: no such blob in this store.
-        """
-        return self.path_for(sha256).read_bytes()
 
 
 class Engine:
@@ -421,14 +247,18 @@ class Engine:
         127.0.0.1, started on first use (see :func:`datago.engine.serve_in_background`) with a
         read-only key of its own, and stopped (its key revoked) by :meth:`dispose` or at exit.
 
+        Storage does not know the server: the starter is installed by a layer above it
+        (:func:`set_background_starter`, done when :mod:`datago.engine` is imported).
+
         Raises:
-            OSError, RuntimeError: the server cannot start.
+            OSError, RuntimeError: the server cannot start (RuntimeError too when no starter is
+                installed).
         """
         with self._lock:
             if self._background is None:
-                from .server import serve_in_background
-
-                self._background = serve_in_background(self, read_only=True)
+                if _background_starter is None:
+                    raise RuntimeError("no background server starter installed (import datago.engine)")
+                self._background = _background_starter(self)
                 atexit.register(self._stop_background)
             return self._background[0], self._background[1]
 
@@ -450,6 +280,20 @@ class Engine:
         if self._temp_blob_dir is not None:
             shutil.rmtree(self._temp_blob_dir, ignore_errors=True)
             self._temp_blob_dir = None
+
+
+#: ``engine -> (base_url, api_key, stop)``: starts a server for ``engine`` (see
+#: :meth:`Engine.background_server`); installed by the server's side, never imported from here
+BackgroundStarter = Callable[["Engine"], tuple[str, str, Callable[[], None]]]
+_background_starter: BackgroundStarter | None = None
+
+
+def set_background_starter(starter: BackgroundStarter | None) -> None:
+    """Install the function :meth:`Engine.background_server` starts a server with (the package
+    :mod:`datago.engine` installs :func:`datago.engine.server.serve_in_background` with a
+    read-only key); None removes it."""
+    global _background_starter
+    _background_starter = starter
 
 
 _engines: dict[str, Engine] = {}

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .db import Engine, chunks, datapoints, datasources, fields, metadata_values, now_us
+from .db import Engine, chunks, datapoints, datasets, datasources, fields, metadata_values, now_us
 from .scan import safe_relpath
 from .values import VALUE_COLUMN, check_field_name, has_nul, infer_type, normalize, storage_problem
 
@@ -28,6 +28,23 @@ def lock_datasource(conn: Connection, datasource_id: int) -> str:
     if row is None:
         raise KeyError(f"datasource id {datasource_id} does not exist")
     return str(row[0])
+
+
+def delete_datasource(engine: Engine, datasource_id: int) -> None:
+    """Delete a datasource with its datapoints, metadata history, fields and saved datasets
+    (one transaction). Files and blobs are left alone.
+
+    Raises:
+        KeyError: the datasource does not exist (any more).
+    """
+    with engine.write() as conn:
+        lock_datasource(conn, datasource_id)
+        dp_ids = sa.select(datapoints.c.id).where(datapoints.c.datasource_id == datasource_id).scalar_subquery()
+        conn.execute(sa.delete(metadata_values).where(metadata_values.c.datapoint_id.in_(dp_ids)))
+        conn.execute(sa.delete(fields).where(fields.c.datasource_id == datasource_id))
+        conn.execute(sa.delete(datapoints).where(datapoints.c.datasource_id == datasource_id))
+        conn.execute(sa.delete(datasets).where(datasets.c.datasource_id == datasource_id))
+        conn.execute(sa.delete(datasources).where(datasources.c.id == datasource_id))
 
 
 def bulk_insert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:

@@ -1,0 +1,46 @@
+"""The engine's HTTP server (FastAPI): the dataroom image API plus engine queries.
+
+Endpoints (JSON; errors are ``{"error": message, "status": code}``, never a stack trace):
+
+- ``GET /api/images/``: dataroom image listing. Parameters: ``page_size`` (1..2000, default
+  100), ``cursor``, ``fields``, ``sources``, ``sources__ne``, ``tags`` (any of), ``tags__all``,
+  ``tags__ne`` (none of), ``tags__ne_all`` (not all of), ``tags__empty`` (true/false),
+  ``attributes=name__op:value,...`` (ops eq ne gt gte lt lte contains icontains),
+  ``has_attributes``, ``lacks_attributes``, ``has_masks``, ``lacks_masks``, ``has_latents``,
+  ``lacks_latents``, ``return_latents``, ``short_edge__gte/lte``, ``pixel_count__gte/lte``,
+  ``duplicate_state`` (int, or ``None``), ``partitions_count`` + ``partition`` (datapoints with
+  ``id % partitions_count == partition``), and the extensions ``query`` (an engine query in
+  JSON, AND-ed with the rest) and ``as_of`` (µs since the epoch). Answers ``{"next": absolute
+  URL or null, "results": [...]}`` (see :mod:`datago.engine.dataroom` for the result shape).
+- ``GET /api/images/random/``: the same in a seeded random order (``seed``; a random one is
+  chosen and kept in ``next`` when absent).
+- ``GET /api/images/count/``: ``{"count": n}`` for the same filters.
+- ``POST /api/query``: body ``{"datasource": name | "sources": [names], "query": engine query,
+  "select": [fields], "as_of": µs, "page_size", "cursor", "fields", "return_latents",
+  "partitions_count", "partition", "random": bool, "seed"}``; same answer as ``/api/images/``.
+  ``next`` carries the cursor in its query string: POST the same body to it.
+- ``POST /api/query/count/``: ``{"count": n}`` for such a body.
+- ``GET /api/datasources/``: names, roots, datapoint counts and fields.
+- ``POST /api/datasources/{name}/metadata`` (write): ``{"updates": [{"path": p, "metadata":
+  {...}}]}``; datetimes as ``{"$datetime": iso}``, bytes as ``{"$bytes": base64}``.
+- ``POST /api/datasources/{name}/scan`` (write): register new files; ``{"added": n}``.
+- ``GET /files/{datasource_id}/{path}?exp=&sig=``, ``GET /blobs/{sha256}?exp=&sig=``: signed,
+  expiring, no token needed (403 bad/expired signature, 404 for paths that would leave the
+  root or do not exist).
+- ``GET /api/health``: ``{"ok": true}``, no token.
+
+Auth: ``Authorization: Token <key>`` (keys from ``datago token create``); 401 without a valid
+token, 403 for a read-only token on a write endpoint (:mod:`.auth`, a FastAPI dependency).
+
+Modules: :mod:`.app` (``create_app``: routers, error answers), :mod:`.context` (state shared by
+the routes), :mod:`.auth`, :mod:`.routes_images` (listings, queries), :mod:`.routes_datasources`,
+:mod:`.routes_files` (signed files and blobs), :mod:`.prefetch` (pages computed ahead),
+:mod:`.background` (uvicorn: ``run``, ``serve_in_background``).
+"""
+
+from __future__ import annotations
+
+from .app import create_app
+from .background import run, serve_in_background
+
+__all__ = ["create_app", "run", "serve_in_background"]

@@ -23,7 +23,8 @@ from datago.engine import Field, Query, datasets, datasources
 from datago.engine.datasource import Datasource
 from datago.engine.db import Engine, datapoints, fields, metadata_values
 from datago.engine.executor import PageSpec, fetch_page
-from datago.engine.query import Condition, SqlContext, compile_query
+from datago.engine.query import Condition
+from datago.engine.sql import SqlContext, compile_query
 
 UTC = dt.timezone.utc
 

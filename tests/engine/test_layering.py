@@ -16,7 +16,7 @@ PACKAGE = "datago.engine"
 # be placed in a layer here.
 LAYERS: list[tuple[str, set[str]]] = [
     ("storage", {"values", "signing", "scan", "blobs", "schema", "db", "writes", "tokens"}),
-    ("query", {"query", "executor", "dataroom", "results", "datasource", "datasources", "datasets"}),
+    ("query", {"query", "sql", "executor", "render", "dataroom", "results", "datasource", "datasources", "datasets"}),
     ("server", {"server"}),  # the package and its modules
     ("top", {"cli", ""}),  # "" is the package datago.engine itself
 ]

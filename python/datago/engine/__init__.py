@@ -19,9 +19,10 @@ or PostgreSQL (``postgresql+psycopg://...``). Importing this package loads no na
 
 Layers (each imports only the ones before it; ``tests/engine/test_layering.py`` checks it):
 storage (``values``, ``signing``, ``scan``, ``blobs``, ``schema``, ``db``, ``writes``, ``tokens``)
-→ query (``query``, ``executor``, ``dataroom``, ``results``, ``datasource``, ``datasources``,
-``datasets``) → server (the ``server`` package) → ``cli`` and this package, which installs the
-server's starter for :meth:`Engine.background_server` (storage does not import the server).
+→ query (``query``, ``sql``, ``executor``, ``render``, ``dataroom``, ``results``, ``datasource``,
+``datasources``, ``datasets``) → server (the ``server`` package) → ``cli`` and this package,
+which installs the server's starter for :meth:`Engine.background_server` (storage does not
+import the server).
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from .db import Engine, datapoints, datasources, fields, metadata_values
-from .query import Query, SqlContext, compile_query
+from .query import Query
+from .sql import SqlContext, compile_query
 from .values import INT64_MAX, INT64_MIN, has_nul
 
 _MOD = 4294967296

@@ -14,10 +14,11 @@ import sqlalchemy as sa
 from fastapi import Depends, Request
 from fastapi.responses import Response
 
-from ..dataroom import ApiError, Renderer
+from ..dataroom import ApiError
 from ..datasource import Datasource
 from ..db import Engine, datasources
 from ..executor import PageSpec, page_rows
+from ..render import Renderer
 from ..values import has_nul
 from .prefetch import Prefetcher, dumps
 

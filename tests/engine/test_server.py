@@ -237,12 +237,8 @@ def test_dataroom_filters(api: SimpleNamespace) -> None:
         if p != "notes.txt":
             with Image.open(api.root / p) as im:
                 sizes[p] = im.size
-    assert listed(api, sources="photos", short_edge__gte=480) == photos(
-        *[p for p, s in sizes.items() if min(s) >= 480]
-    )
-    assert listed(api, sources="photos", short_edge__lte=420) == photos(
-        *[p for p, s in sizes.items() if min(s) <= 420]
-    )
+    assert listed(api, sources="photos", short_edge__gte=480) == photos(*[p for p, s in sizes.items() if min(s) >= 480])
+    assert listed(api, sources="photos", short_edge__lte=420) == photos(*[p for p, s in sizes.items() if min(s) <= 420])
     assert listed(api, pixel_count__lte=10000) == photos("png/Aqua.png", "png/Storm.png")
     assert listed(api, sources="photos", pixel_count__gte=1024 * 640) == photos(
         *[p for p, s in sizes.items() if s[0] * s[1] >= 1024 * 640]

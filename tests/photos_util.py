@@ -44,11 +44,6 @@ def real_photos() -> list[Path]:
     return [photo(n) for n in PHOTO_NAMES]
 
 
-def real_jpegs() -> list[Path]:
-    """The JPEG files of :func:`real_photos`."""
-    return [p for p in real_photos() if p.suffix == ".jpg"]
-
-
 def image_files(root: Path) -> list[Path]:
     """Every .jpg and .png under root (the photo folders the tests build), sorted."""
     return sorted(p for p in root.rglob("*") if p.suffix in PHOTO_SUFFIXES)

@@ -1,4 +1,4 @@
-"""Shared fixtures: real photographs (Debian's mate-backgrounds) and the odd files around them."""
+"""Shared fixtures: real photographs (committed in tests/data/photos) and the odd files around them."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from photos_util import file_config, real_photos  # noqa: E402
 
 @pytest.fixture(scope="session")
 def photos() -> list[Path]:
-    """The real photographs (JPEG, 1280-2560 px wide)."""
+    """The real photographs (JPEG and PNG, RGB, 240-1024 px wide)."""
     return real_photos()
 
 
@@ -41,7 +41,7 @@ def small_photo_dir(tmp_path_factory: pytest.TempPathFactory, photos: list[Path]
     """120 small crops of the real photos (JPEG and PNG, 64-200 px), fast to load."""
     d = tmp_path_factory.mktemp("small")
     rng = np.random.default_rng(0)
-    sources = [Image.open(p).convert("RGB").reduce(4) for p in photos]
+    sources = [Image.open(p).convert("RGB") for p in photos]  # every photo is at least 240 px
     for i in range(120):
         src = sources[i % len(sources)]
         w, h = int(rng.integers(64, 200)), int(rng.integers(64, 200))

@@ -10,15 +10,43 @@ from typing import Any
 
 import pytest
 
-PHOTO_DIR = Path("/usr/share/backgrounds/mate/nature")
+PHOTO_DIR = Path(__file__).resolve().parent / "data" / "photos"
+# the committed test photographs (see data/photos/LICENSE.md): RGB, landscape, square and portrait
+PHOTO_NAMES = (
+    "Aqua.jpg",
+    "Blinds.jpg",
+    "Dune.jpg",
+    "Fossa_by_Jasper_Roks.jpg",
+    "FreshFlower.jpg",
+    "GreenMeadow.jpg",
+    "Infinite-Sea_by_Aury88.png",
+    "Kleiber_by_Lukas_Baubkus_portrait.jpg",
+    "LadyBird.jpg",
+    "Storm.jpg",
+    "Wood.jpg",
+    "YellowFlower_portrait.png",
+)
+PHOTO_SUFFIXES = (".jpg", ".png")
+
+
+def photo(name: str) -> Path:
+    """One committed test photograph by file name; a missing file fails the test (never skips)."""
+    path = PHOTO_DIR / name
+    if not path.is_file():
+        pytest.fail(f"test photo {path} is missing: it is committed in the repository (tests/data/photos)")
+    return path
 
 
 def real_photos() -> list[Path]:
-    """The real photographs of Debian's mate-backgrounds (JPEG, 1280-2560 px wide)."""
-    photos = sorted(PHOTO_DIR.glob("*.jpg"))
-    if not photos:
-        pytest.skip("mate-backgrounds is not installed (./build.sh installs it)")
-    return photos
+    """The committed real photographs, sorted by name (JPEG and PNG, RGB, 240-1024 px wide,
+    landscape, square and portrait; see tests/data/photos/LICENSE.md). A missing one fails the
+    test."""
+    return [photo(n) for n in PHOTO_NAMES]
+
+
+def image_files(root: Path) -> list[Path]:
+    """Every .jpg and .png under root (the photo folders the tests build), sorted."""
+    return sorted(p for p in root.rglob("*") if p.suffix in PHOTO_SUFFIXES)
 
 
 def loader_config(source_type: str, source: dict[str, Any], **extra: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_c_program_streams_a_folder(tmp_path: Path, photo_dir: Path, photos: list[Path]) -> None:
     if shutil.which("gcc") is None:
-        pytest.skip("gcc is not installed")
+        pytest.fail("gcc is not installed (apt-get install gcc): the C ABI test needs it")
     lib = _lib.library_path()
     exe = tmp_path / "abi_smoke"
     subprocess.run(

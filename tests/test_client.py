@@ -17,7 +17,7 @@ from PIL import Image, ImageOps
 
 import datago
 from datago import _lib
-from photos_util import file_config, huge_png_header
+from photos_util import file_config, huge_png_header, image_files, photo
 
 
 def buckets(size: int = 256, ratio: int = 16, lo: float = 0.5, hi: float = 2.0) -> list[tuple]:
@@ -71,7 +71,7 @@ def test_real_photos_shapes_and_modes(photo_dir: Path, photos: list[Path]) -> No
 def test_ids_are_relative_paths(photo_dir: Path) -> None:
     samples, _ = load_all(file_config(photo_dir, image_config={"crop_and_resize": False}))
     ids = sorted(s.id for s in samples)
-    expected = sorted(str(p.relative_to(photo_dir)) for p in photo_dir.rglob("*.jpg"))
+    expected = sorted(str(p.relative_to(photo_dir)) for p in image_files(photo_dir))
     assert ids == expected
 
 
@@ -82,7 +82,7 @@ def test_no_resize_keeps_the_original_size(photo_dir: Path) -> None:
 
 
 def test_exif_rotated_photos_come_out_upright(tmp_path: Path, photos: list[Path]) -> None:
-    upright = Image.open(photos[0]).convert("RGB").reduce(4)  # landscape
+    upright = Image.open(photo("Aqua.jpg")).convert("RGB").reduce(4)  # landscape, 256x160
     # store the pixels rotated, and tag them so that a viewer rotates them back
     for orientation, stored in {
         6: upright.transpose(Image.Transpose.ROTATE_90),
@@ -112,20 +112,18 @@ def test_exif_rotated_photos_come_out_upright(tmp_path: Path, photos: list[Path]
 
 @pytest.fixture(scope="module")
 def odd_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from photos_util import real_photos
-
     d = tmp_path_factory.mktemp("odd")
-    photo = Image.open(real_photos()[1]).convert("RGB").reduce(4)
-    rgba = photo.convert("RGBA")
-    alpha = np.zeros((photo.height, photo.width), np.uint8)
-    alpha[:, : photo.width // 2] = 255  # left half opaque, right half transparent
+    src = Image.open(photo("Blinds.jpg")).convert("RGB").reduce(4)  # 192x120
+    rgba = src.convert("RGBA")
+    alpha = np.zeros((src.height, src.width), np.uint8)
+    alpha[:, : src.width // 2] = 255  # left half opaque, right half transparent
     rgba.putalpha(Image.fromarray(alpha))
     rgba.save(d / "rgba.png")
-    photo.convert("L").save(d / "grey.jpg")
+    src.convert("L").save(d / "grey.jpg")
     ramp = (np.arange(256 * 64, dtype=np.uint32).reshape(64, 256) % 256 * 257).astype(np.uint16)
     Image.fromarray(ramp).save(d / "grey16.png")  # 16-bit: value v*257 must come out as v
-    photo.resize((1, 1)).save(d / "one.png")
-    photo.resize((10000, 20)).save(d / "wide.jpg")
+    src.resize((1, 1)).save(d / "one.png")
+    src.resize((10000, 20)).save(d / "wide.jpg")
     return d
 
 
@@ -193,36 +191,46 @@ def test_packed_rgb_when_zero_copy_is_off(photo_dir: Path) -> None:
 def test_bad_files_are_skipped_and_counted(
     tmp_path: Path, photos: list[Path], capfd: pytest.CaptureFixture
 ) -> None:
-    for p in photos[:3]:
+    """Every broken file is refused the same way on every run: the corruptions are fixed bytes
+    (no random input), each one a kind that libjpeg / libpng cannot decode."""
+    good = photos[:3]
+    for p in good:
         shutil.copy(p, tmp_path / p.name)
-    data = photos[3].read_bytes()
-    (tmp_path / "truncated.jpg").write_bytes(data[: len(data) // 3])
-    corrupt = bytearray(data)
-    corrupt[2000:60000] = os.urandom(58000)
-    (tmp_path / "corrupt.jpg").write_bytes(bytes(corrupt))
-    (tmp_path / "empty.jpg").write_bytes(b"")
-    (tmp_path / "text.png").write_text("I am not a PNG")
-    (tmp_path / "bomb.png").write_bytes(huge_png_header(60000, 60000))
+    jpeg = photo("Storm.jpg").read_bytes()
+    png = photo("Infinite-Sea_by_Aury88.png").read_bytes()
+    sos = jpeg.index(b"\xff\xda")  # start of scan: the headers end here
+    bad = {
+        "truncated.jpg": jpeg[: len(jpeg) // 3],  # the scan stops a third of the way: transform_error
+        "header_only.jpg": jpeg[: sos + 2],  # headers, no scan: decode_error
+        "zeros.jpg": bytes(len(jpeg)),  # no image signature: decode_error
+        "truncated.png": png[: len(png) // 2],  # IDAT cut in half: transform_error
+        "empty.jpg": b"",  # decode_error
+        "text.png": b"I am not a PNG",  # decode_error
+        "bomb.png": huge_png_header(60000, 60000),  # too_many_pixels
+    }
+    for name, data in bad.items():
+        (tmp_path / name).write_bytes(data)
     datago.initialize_logging("warn")
     samples, stats = load_all(file_config(tmp_path))
-    assert sorted(s.id for s in samples) == sorted(p.name for p in photos[:3])
-    assert stats["samples_skipped"] == 5
-    reasons = stats["skipped_reasons"]
-    assert reasons["too_many_pixels"] == 1
-    assert reasons["decode_error"] == 2  # empty, text
-    assert reasons.get("transform_error", 0) == 2  # truncated, corrupt
+    assert sorted(s.id for s in samples) == sorted(p.name for p in good)
+    assert stats["samples_skipped"] == len(bad)
+    assert stats["skipped_reasons"] == {"too_many_pixels": 1, "decode_error": 4, "transform_error": 2}
     err = capfd.readouterr().err
-    for name in ("truncated.jpg", "corrupt.jpg", "empty.jpg", "text.png", "bomb.png"):
+    for name in bad:
         assert name in err, f"{name} was not logged with its path"
 
 
 def test_pixel_cap_is_configurable(photo_dir: Path) -> None:
-    cfg = file_config(photo_dir, image_config={"max_pixels": 2_000_000})
+    files = image_files(photo_dir)
+    pixels = sorted(w * h for w, h in (Image.open(p).size for p in files))
+    cap = pixels[len(pixels) // 2]  # the median photo passes, the larger half is refused
+    cfg = file_config(photo_dir, image_config={"max_pixels": cap})
     samples, stats = load_all(cfg)
     for s in samples:
-        assert s.original_width * s.original_height <= 2_000_000
-    assert stats["skipped_reasons"]["too_many_pixels"] >= 1
-    assert len(samples) + stats["samples_skipped"] == len(list(photo_dir.rglob("*.jpg")))
+        assert s.original_width * s.original_height <= cap
+    assert len(samples) == sum(n <= cap for n in pixels)
+    assert stats["skipped_reasons"] == {"too_many_pixels": sum(n > cap for n in pixels)}
+    assert len(samples) + stats["samples_skipped"] == len(files)
 
 
 # -- config ------------------------------------------------------------------------------------
@@ -263,12 +271,21 @@ def test_config_as_json_string_and_datago_keys(photo_dir: Path) -> None:
 
 
 def test_unreadable_root(tmp_path: Path) -> None:
-    if os.getuid() == 0:
-        pytest.skip("root reads every folder")
+    """A root_path that cannot be read raises an OSError naming root_path, for every user: a
+    symbolic-link loop (ELOOP, root included). A folder of mode 0 is refused the same way, except
+    to root, who reads it: its (empty) epoch has no sample."""
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    with pytest.raises(OSError, match="root_path"):
+        datago.DatagoClient(file_config(loop))
     d = tmp_path / "locked"
     d.mkdir(mode=0)
-    with pytest.raises(OSError):
-        datago.DatagoClient(file_config(d))
+    if os.getuid() == 0:
+        with datago.DatagoClient(file_config(d)) as client:
+            assert list(client) == []
+    else:
+        with pytest.raises(OSError):
+            datago.DatagoClient(file_config(d))
 
 
 # -- stream semantics --------------------------------------------------------------------------

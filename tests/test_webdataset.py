@@ -1,6 +1,6 @@
 """source_type "webdataset": tar shards of real photos, read locally and over HTTP (127.0.0.1).
 
-The shards are built here from the real photographs (mate-backgrounds): per sample a JPEG, a mask
+The shards are built here from the real photographs (tests/data/photos): per sample a JPEG, a mask
 (mode L PNG), an extra image of another size, JSON metadata, a class and a .npy latent. The HTTP
 server (tests/wds_helpers.py) supports Range requests, keeps an access log and injects faults.
 """

@@ -84,8 +84,13 @@ int dg_jpeg_decode(const uint8_t *buf, size_t len, int shrink, int expect_w, int
 
     int x0, y0, cw, ch;
     dg_crop_window(expect_w, expect_h, tw, th, &x0, &y0, &cw, &ch);
-    JDIMENSION xoff = (JDIMENSION)x0, width = (JDIMENSION)cw;
-    if (cw < expect_w) jpeg_crop_scanline(&cinfo, &xoff, &width); // widens to iMCU bounds
+    // Ask for one more column on each side of the window (where the image has one): libjpeg's
+    // fancy upsampling treats the edges of a cropped region as image edges (it replicates the
+    // edge chroma sample), so the window's own edge columns must be interior to match a full decode.
+    int rx0 = x0 > 0 ? x0 - 1 : 0;
+    int rx1 = x0 + cw < expect_w ? x0 + cw + 1 : expect_w;
+    JDIMENSION xoff = (JDIMENSION)rx0, width = (JDIMENSION)(rx1 - rx0);
+    if (rx1 - rx0 < expect_w) jpeg_crop_scanline(&cinfo, &xoff, &width); // widens to iMCU bounds
     size_t stride = (size_t)cinfo.output_width * bands; // output_width is now the cropped width
     pixels = malloc(stride * (size_t)ch + 16);
     if (!pixels) goto done;

@@ -137,7 +137,9 @@ func TestPNGDecoderMatchesLibvips(t *testing.T) {
 func TestPNGDecoderDamagedFilesFailLikeLibvips(t *testing.T) {
 	defer pngFast(1)
 	o := opts(t)
-	data := pngOf(t, decodePhoto(t, photos(t)[0]), 800, 600, false)
+	// Blinds.jpg: libvips ignores the zlib Adler-32, so whether this flip is refused depends on
+	// the pixels (in the smooth Aqua.jpg it decodes to other pixels and is accepted)
+	data := pngOf(t, decodePhoto(t, photos(t)[1]), 800, 600, false)
 	idat := bytes.Index(data, []byte("IDAT"))
 	flipped := slices.Clone(data)
 	flipped[idat+4000] ^= 0x55

@@ -9,14 +9,15 @@ import (
 	"github.com/datago-dev/datago/go/cmem"
 )
 
-// photos returns real photographs from Debian's mate-backgrounds package.
+// photos returns the real photographs committed in tests/data/photos (JPEG and PNG).
 func photos(t *testing.T) []string {
 	t.Helper()
-	files, _ := filepath.Glob("/usr/share/backgrounds/mate/nature/*.jpg")
-	if len(files) == 0 {
-		t.Skip("mate-backgrounds is not installed (./build.sh installs it)")
+	jpegs, _ := filepath.Glob("../../tests/data/photos/*.jpg")
+	pngs, _ := filepath.Glob("../../tests/data/photos/*.png")
+	if len(jpegs) == 0 || len(pngs) == 0 {
+		t.Fatal("the test photos are missing from tests/data/photos (they are committed in the repository)")
 	}
-	return files
+	return append(jpegs, pngs...)
 }
 
 func load(t *testing.T, path string) cmem.Buf {

@@ -18,6 +18,7 @@ import (
 	"unsafe"
 
 	"github.com/datago-dev/datago/go/config"
+	"github.com/datago-dev/datago/go/errs"
 	"github.com/datago-dev/datago/go/pipeline"
 )
 
@@ -61,7 +62,7 @@ func setLevel(name string) bool {
 
 func setErr(errOut **C.char, err error) {
 	if errOut != nil {
-		*errOut = C.CString(config.Describe(err))
+		*errOut = C.CString(errs.Describe(err))
 	}
 }
 
@@ -71,7 +72,7 @@ func lookup(h C.uint64_t) *pipeline.Pipeline {
 	return clients[uint64(h)]
 }
 
-var errBadHandle = config.Errorf(config.KindValue, "invalid or freed client handle")
+var errBadHandle = errs.Errorf(errs.Value, "invalid or freed client handle")
 
 //export datago_version
 func datago_version() *C.char { return versionC }
@@ -114,7 +115,7 @@ func datago_client_get_sample(h C.uint64_t, timeoutS C.double, out *unsafe.Point
 		return C.int32_t(pipeline.StatusError)
 	}
 	if out == nil { // a sample taken with nowhere to put it would leak
-		setErr(errOut, config.Errorf(config.KindValue, "datago_client_get_sample: out is NULL"))
+		setErr(errOut, errs.Errorf(errs.Value, "datago_client_get_sample: out is NULL"))
 		return C.int32_t(pipeline.StatusError)
 	}
 	timeout := time.Duration(-1)

@@ -6,40 +6,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"runtime"
 	"strings"
+
+	"github.com/datago-dev/datago/go/errs"
 )
-
-// Error kinds, as the C ABI reports them ("<Kind>: <message>") and bindings raise them.
-const (
-	KindValue    = "ValueError"
-	KindNotFound = "FileNotFoundError"
-	KindOS       = "OSError"
-	KindRuntime  = "RuntimeError"
-)
-
-// Error is a user-facing error with the exception kind bindings should raise.
-type Error struct {
-	Kind string
-	Msg  string
-}
-
-func (e *Error) Error() string { return e.Kind + ": " + e.Msg }
-
-// Errorf makes an *Error of the given kind.
-func Errorf(kind, format string, args ...any) error {
-	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...)}
-}
-
-// Describe renders any error as "<Kind>: <message>" (RuntimeError when it has no kind).
-func Describe(err error) string {
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Error()
-	}
-	return KindRuntime + ": " + err.Error()
-}
 
 // Image is datago's image_config.
 type Image struct {
@@ -81,7 +52,7 @@ type Config struct {
 	// MaxFileBytes caps the bytes read per payload (default 256 MiB).
 	MaxFileBytes int64 `json:"max_file_bytes"`
 
-	// HTTP settings of remote sources and URL payloads (see go/fetch/remote); 0 or absent takes the
+	// HTTP settings of remote sources and URL payloads (see go/remote); 0 or absent takes the
 	// default. They are validated by the sources that read over HTTP.
 	HTTPConnectTimeout   float64 `json:"http_connect_timeout"`     // seconds to connect (default 10)
 	HTTPHeaderTimeout    float64 `json:"http_header_timeout"`      // seconds to the response headers (default 30)
@@ -90,9 +61,6 @@ type Config struct {
 	HTTPRetryBackoff     float64 `json:"http_retry_backoff"`       // first backoff in seconds, doubled per retry (default 0.5)
 	HTTPMaxConnsPerHost  int     `json:"http_max_conns_per_host"`  // connections per host (default 64)
 	HTTPMaxBytesInFlight int64   `json:"http_max_bytes_in_flight"` // bytes of whole-file GETs in flight (default 512 MiB)
-	// Remote is the pipeline's shared HTTP client (a *remote.Client), built on first use by
-	// remote.For; not part of the JSON config.
-	Remote any `json:"-"`
 }
 
 // DecodeStrict unmarshals data into v, rejecting unknown keys with a ValueError naming the key
@@ -106,13 +74,13 @@ func DecodeStrict(data []byte, where string, v any) error {
 	if err := dec.Decode(v); err != nil {
 		msg := err.Error()
 		if k, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-			return Errorf(KindValue, "unknown config key %s%s", where, strings.Trim(k, `"`))
+			return errs.Errorf(errs.Value, "unknown config key %s%s", where, strings.Trim(k, `"`))
 		}
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return Errorf(KindValue, "config key %s%s: expected %s, got JSON %s", where, te.Field, te.Type, te.Value)
+			return errs.Errorf(errs.Value, "config key %s%s: expected %s, got JSON %s", where, te.Field, te.Type, te.Value)
 		}
-		return Errorf(KindValue, "invalid config %s: %v", strings.TrimSuffix(where, "."), err)
+		return errs.Errorf(errs.Value, "invalid config %s: %v", strings.TrimSuffix(where, "."), err)
 	}
 	return nil
 }
@@ -124,10 +92,10 @@ func Parse(data []byte) (*Config, error) {
 		return nil, err
 	}
 	if c.SourceType == "" {
-		return nil, Errorf(KindValue, "config key source_type is required (file, webdataset or db)")
+		return nil, errs.Errorf(errs.Value, "config key source_type is required (file, webdataset or db)")
 	}
 	if c.Limit < 0 {
-		return nil, Errorf(KindValue, "config key limit must be >= 0 (0: no limit), got %d", c.Limit)
+		return nil, errs.Errorf(errs.Value, "config key limit must be >= 0 (0: no limit), got %d", c.Limit)
 	}
 	for _, kv := range []struct {
 		name string
@@ -140,7 +108,7 @@ func Parse(data []byte) (*Config, error) {
 		{"max_connections", &c.MaxConnections, 0},
 	} {
 		if *kv.v < 0 {
-			return nil, Errorf(KindValue, "config key %s must be >= 0, got %d", kv.name, *kv.v)
+			return nil, errs.Errorf(errs.Value, "config key %s must be >= 0, got %d", kv.name, *kv.v)
 		}
 		if *kv.v == 0 {
 			*kv.v = kv.def
@@ -150,7 +118,7 @@ func Parse(data []byte) (*Config, error) {
 		c.MaxConnections = 2 * c.NumThreads
 	}
 	if c.MaxFileBytes < 0 {
-		return nil, Errorf(KindValue, "config key max_file_bytes must be > 0 (0: the default, 256 MiB), got %d", c.MaxFileBytes)
+		return nil, errs.Errorf(errs.Value, "config key max_file_bytes must be > 0 (0: the default, 256 MiB), got %d", c.MaxFileBytes)
 	}
 	if c.MaxFileBytes == 0 {
 		c.MaxFileBytes = 256 << 20
@@ -173,10 +141,10 @@ func Parse(data []byte) (*Config, error) {
 // CheckRank validates a rank / world_size pair (where prefixes the key names).
 func CheckRank(where string, rank, worldSize int) error {
 	if worldSize < 1 {
-		return Errorf(KindValue, "config key %sworld_size must be >= 1, got %d", where, worldSize)
+		return errs.Errorf(errs.Value, "config key %sworld_size must be >= 1, got %d", where, worldSize)
 	}
 	if rank < 0 || rank >= worldSize {
-		return Errorf(KindValue, "config key %srank must be in [0, world_size=%d), got %d", where, worldSize, rank)
+		return errs.Errorf(errs.Value, "config key %srank must be in [0, world_size=%d), got %d", where, worldSize, rank)
 	}
 	return nil
 }
@@ -186,7 +154,7 @@ func (im *Image) validate() error {
 		im.JPEGQuality = 92
 	}
 	if im.JPEGQuality < 1 || im.JPEGQuality > 100 {
-		return Errorf(KindValue, "config key image_config.jpeg_quality must be in [1, 100], got %d", im.JPEGQuality)
+		return errs.Errorf(errs.Value, "config key image_config.jpeg_quality must be in [1, 100], got %d", im.JPEGQuality)
 	}
 	switch strings.ToLower(im.EncodeFormat) {
 	case "", "png":
@@ -194,10 +162,10 @@ func (im *Image) validate() error {
 	case "jpeg", "jpg":
 		im.EncodeFormat = "jpeg"
 	default:
-		return Errorf(KindValue, "config key image_config.encode_format must be png or jpeg, got %q", im.EncodeFormat)
+		return errs.Errorf(errs.Value, "config key image_config.encode_format must be png or jpeg, got %q", im.EncodeFormat)
 	}
 	if im.MaxPixels < 0 {
-		return Errorf(KindValue, "config key image_config.max_pixels must be >= 0, got %d", im.MaxPixels)
+		return errs.Errorf(errs.Value, "config key image_config.max_pixels must be >= 0, got %d", im.MaxPixels)
 	}
 	if im.MaxPixels == 0 {
 		im.MaxPixels = 100_000_000 // 100 MPix, like Pillow's bomb limit x ~1.1

@@ -1,7 +1,7 @@
 package config
 
 import (
-	"errors"
+	"github.com/datago-dev/datago/go/errs"
 	"strings"
 	"testing"
 )
@@ -27,8 +27,7 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 			_ = c
 			continue
 		}
-		var e *Error
-		if !errors.As(err, &e) || e.Kind != KindValue || !strings.Contains(e.Msg, want) {
+		if errs.KindOf(err) != errs.Value || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: got %v, want a ValueError naming %q", cfg, err, want)
 		}
 	}

@@ -7,17 +7,15 @@ import (
 	"fmt"
 
 	"github.com/datago-dev/datago/go/cmem"
-	"github.com/datago-dev/datago/go/config"
-	"github.com/datago-dev/datago/go/fetch/remote"
+	"github.com/datago-dev/datago/go/remote"
 	"github.com/datago-dev/datago/go/source"
 )
 
 // Fetcher fills p.Data for payloads that do not carry their bytes yet.
 type Fetcher struct {
 	MaxBytes int64 // per payload; larger files are refused
-	// Config is the client config: URL payloads are fetched with its shared HTTP client
-	// (remote.For, built on first use); nil uses a client with the default settings.
-	Config *config.Config
+	// HTTP fetches URL payloads: the pipeline's shared client (see pipeline.New).
+	HTTP *remote.Client
 }
 
 // Payload reads one payload. It returns the number of bytes read.
@@ -34,7 +32,7 @@ func (f *Fetcher) Payload(ctx context.Context, p *source.Payload) (int64, error)
 		p.Data = b
 		return int64(b.Len), nil
 	case p.URL != "":
-		b, err := remote.For(f.Config).Get(ctx, p.URL, remote.WithMaxBytes(f.MaxBytes))
+		b, err := f.HTTP.Get(ctx, p.URL, remote.WithMaxBytes(f.MaxBytes))
 		if err != nil {
 			return 0, err
 		}

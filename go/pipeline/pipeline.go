@@ -14,9 +14,10 @@ import (
 
 	"github.com/datago-dev/datago/go/cmem"
 	"github.com/datago-dev/datago/go/config"
+	"github.com/datago-dev/datago/go/errs"
 	"github.com/datago-dev/datago/go/fetch"
-	"github.com/datago-dev/datago/go/fetch/remote"
 	"github.com/datago-dev/datago/go/output"
+	"github.com/datago-dev/datago/go/remote"
 	"github.com/datago-dev/datago/go/source"
 	"github.com/datago-dev/datago/go/stats"
 	"github.com/datago-dev/datago/go/transform"
@@ -38,6 +39,7 @@ type Pipeline struct {
 	cfg     *config.Config
 	src     source.Source
 	fetcher *fetch.Fetcher
+	http    *remote.Client // shared by the source and the fetcher
 	opts    *transform.Options
 
 	mu     sync.Mutex
@@ -46,15 +48,13 @@ type Pipeline struct {
 	closed bool         // Close was called: Start does nothing any more
 }
 
-// ReasonFetch counts samples whose bytes could not be read.
-const ReasonFetch = "fetch_error"
-
 // New validates cfg and builds the source; nothing runs before Start.
 func New(cfg *config.Config) (*Pipeline, error) {
 	if err := transform.Init(); err != nil {
-		return nil, config.Errorf(config.KindRuntime, "%v", err)
+		return nil, errs.Errorf(errs.Runtime, "%v", err)
 	}
-	src, err := source.New(cfg)
+	http := remote.NewFor(cfg) // the one HTTP client of this pipeline, handed to the stages
+	src, err := source.New(cfg, http)
 	if err != nil {
 		return nil, err
 	}
@@ -72,10 +72,10 @@ func New(cfg *config.Config) (*Pipeline, error) {
 	}
 	if ic.CropAndResize {
 		if opts.Buckets, err = transform.BuildBuckets(ic.DefaultImageSize, ic.DownsamplingRatio, ic.MinAspectRatio, ic.MaxAspectRatio); err != nil {
-			return nil, config.Errorf(config.KindValue, "image_config: %v", err)
+			return nil, errs.Errorf(errs.Value, "image_config: %v", err)
 		}
 	}
-	return &Pipeline{cfg: cfg, src: src, fetcher: &fetch.Fetcher{MaxBytes: cfg.MaxFileBytes, Config: cfg}, opts: opts, last: stats.New()}, nil
+	return &Pipeline{cfg: cfg, src: src, fetcher: &fetch.Fetcher{MaxBytes: cfg.MaxFileBytes, HTTP: http}, http: http, opts: opts, last: stats.New()}, nil
 }
 
 // Buckets returns the aspect-ratio buckets (nil without crop_and_resize).
@@ -204,8 +204,9 @@ func (r *run) fetch(it *source.Item) {
 	if err != nil {
 		it.Free()
 		if r.up.Err() == nil {
-			r.stats.Skip(ReasonFetch)
-			slog.Warn("datago: skipping sample, fetch failed", "id", it.ID, "path", where(it), "error", err)
+			reason := errs.ReasonOf(err, errs.ReasonFetch) // payload_too_large: over max_file_bytes
+			r.stats.Skip(reason)
+			slog.Warn("datago: skipping sample, fetch failed", "id", it.ID, "path", where(it), "reason", reason, "error", err)
 		}
 		return
 	}
@@ -233,7 +234,7 @@ func (r *run) process(it *source.Item) {
 	f, err := r.p.build(it)
 	st.Done(start, err == nil)
 	if err != nil {
-		reason := transform.ReasonOf(err)
+		reason := errs.ReasonOf(err, errs.ReasonTransform)
 		r.stats.Skip(reason)
 		slog.Warn("datago: skipping sample", "id", it.ID, "path", where(it), "reason", reason, "error", err)
 		return
@@ -402,7 +403,7 @@ func (p *Pipeline) Stop() {
 }
 
 // errClosed is what Next returns once the pipeline is closed.
-var errClosed = config.Errorf(config.KindValue, "the client is closed")
+var errClosed = errs.Errorf(errs.Value, "the client is closed")
 
 // Close stops the pipeline for good: a Start or Next that races with it (a thread that looked the
 // client up before it was freed) cannot start a new run that nobody would ever stop.
@@ -411,9 +412,7 @@ func (p *Pipeline) Close() {
 	p.closed = true
 	p.mu.Unlock()
 	p.Stop()
-	if cl, ok := p.cfg.Remote.(*remote.Client); ok {
-		cl.CloseIdle() // its pooled connections would otherwise linger until their idle timeout
-	}
+	p.http.CloseIdle() // its pooled connections would otherwise linger until their idle timeout
 }
 
 // Stats is a snapshot of the latest run's counters.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/datago-dev/datago/go/cmem"
 	"github.com/datago-dev/datago/go/config"
+	"github.com/datago-dev/datago/go/errs"
 	"github.com/datago-dev/datago/go/source"
 )
 
@@ -208,7 +209,7 @@ func TestFIFOIsSkippedNotAHang(t *testing.T) {
 	if got := drain(t, p); got != n {
 		t.Errorf("got %d samples, want %d", got, n)
 	}
-	if k := p.Stats().SkippedReasons[ReasonFetch]; k != 1 {
+	if k := p.Stats().SkippedReasons[string(errs.ReasonFetch)]; k != 1 {
 		t.Errorf("%d fetch errors, want 1 (the FIFO)", k)
 	}
 	done := make(chan struct{})

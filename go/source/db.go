@@ -24,7 +24,8 @@ import (
 	"unsafe"
 
 	"github.com/datago-dev/datago/go/config"
-	"github.com/datago-dev/datago/go/fetch/remote"
+	"github.com/datago-dev/datago/go/errs"
+	"github.com/datago-dev/datago/go/remote"
 	"github.com/datago-dev/datago/go/stats"
 )
 
@@ -117,12 +118,6 @@ const (
 const (
 	EnvDataroomURL = "DATAROOM_API_URL"
 	EnvDataroomKey = "DATAROOM_API_KEY"
-)
-
-// Skip reasons of the db source (see DB.Skipped).
-const (
-	ReasonNoImage   = "missing_image" // require_images, and the row has no image_direct_url
-	ReasonBadRecord = "bad_record"    // a row that does not decode, has no id, or a latent without URL
 )
 
 // dbParam is a filter value: a JSON string, or a list of strings / numbers (joined with ","), a
@@ -286,7 +281,7 @@ type DB struct {
 func init() { Register("db", NewDB) }
 
 // NewDB validates the config and builds the first page's request; nothing is fetched yet.
-func NewDB(raw []byte, c *config.Config) (Source, error) {
+func NewDB(raw []byte, c *config.Config, http *remote.Client) (Source, error) {
 	var dc DBConfig
 	if err := config.DecodeStrict(raw, "source_config.", &dc); err != nil {
 		return nil, err
@@ -296,15 +291,15 @@ func NewDB(raw []byte, c *config.Config) (Source, error) {
 		apiURL = strings.TrimSpace(getenv(EnvDataroomURL))
 	}
 	if apiURL == "" {
-		return nil, config.Errorf(config.KindValue,
+		return nil, errs.Errorf(errs.Value,
 			"source_type db: the API URL is not set: set the %s environment variable (like http://host:port/api/) or source_config.api_url", EnvDataroomURL)
 	}
 	if err := remote.CheckURL(apiURL); err != nil {
-		return nil, config.Errorf(config.KindValue, "source_type db: %s / source_config.api_url: %v", EnvDataroomURL, err)
+		return nil, errs.Errorf(errs.Value, "source_type db: %s / source_config.api_url: %v", EnvDataroomURL, err)
 	}
 	u, _ := url.Parse(apiURL)
 	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, config.Errorf(config.KindValue, "source_type db: the API URL %q must not have a query or fragment", apiURL)
+		return nil, errs.Errorf(errs.Value, "source_type db: the API URL %q must not have a query or fragment", apiURL)
 	}
 	key := dc.APIKey
 	if key == "" {
@@ -312,7 +307,7 @@ func NewDB(raw []byte, c *config.Config) (Source, error) {
 	}
 	key = strings.TrimSpace(key)
 	if dc.PageSize < 0 || dc.PageSize > MaxDBPageSize {
-		return nil, config.Errorf(config.KindValue, "config key source_config.page_size must be in [1, %d] (the image API's largest page), got %d",
+		return nil, errs.Errorf(errs.Value, "config key source_config.page_size must be in [1, %d] (the image API's largest page), got %d",
 			MaxDBPageSize, dc.PageSize)
 	}
 	if dc.PageSize == 0 {
@@ -339,7 +334,7 @@ func NewDB(raw []byte, c *config.Config) (Source, error) {
 	if _, err := remote.SettingsFrom(c); err != nil {
 		return nil, err
 	}
-	d.http = remote.For(c)
+	d.http = http
 	if key == "" {
 		slog.Warn("datago: db source: no API key (" + EnvDataroomKey + " or source_config.api_key): requests go without Authorization")
 	}
@@ -360,7 +355,7 @@ func (dc *DBConfig) merge() error {
 			continue
 		}
 		if *a.v != "" {
-			return config.Errorf(config.KindValue, "config keys source_config.%s and source_config.%s are the same filter: set one of them",
+			return errs.Errorf(errs.Value, "config keys source_config.%s and source_config.%s are the same filter: set one of them",
 				a.name, a.goName)
 		}
 		*a.v, *a.goV = *a.goV, ""
@@ -373,7 +368,7 @@ func (dc *DBConfig) merge() error {
 	if q := strings.TrimSpace(string(dc.Query)); q != "" {
 		var obj map[string]json.RawMessage
 		if err := json.Unmarshal([]byte(q), &obj); err != nil || obj == nil {
-			return config.Errorf(config.KindValue, "config key source_config.query must be an engine query: a JSON object, or a string holding one; got %s",
+			return errs.Errorf(errs.Value, "config key source_config.query must be an engine query: a JSON object, or a string holding one; got %s",
 				snippet([]byte(q)))
 		}
 	}
@@ -481,8 +476,8 @@ func (d *DB) FirstURL(epoch int64) string {
 // Skipped returns the rows the latest run skipped, per reason (merged into the client's stats).
 func (d *DB) Skipped() map[string]int64 { return d.skipped.Snapshot() }
 
-func (d *DB) skip(reason, id, pageURL string, detail any) {
-	n := d.skipped.Add(reason)
+func (d *DB) skip(reason errs.Reason, id, pageURL string, detail any) {
+	n := d.skipped.Add(string(reason))
 	log := slog.Debug
 	if n <= dbWarnSkips {
 		log = slog.Warn
@@ -573,7 +568,7 @@ func (d *DB) readPages(ctx context.Context, first string, pages chan<- dbPage) {
 	n := 0
 	for next != "" {
 		if !recent.add(next) {
-			send(dbPage{err: config.Errorf(config.KindOS, "db source: the API's next link loops back to %s", next)})
+			send(dbPage{err: errs.Errorf(errs.OS, "db source: the API's next link loops back to %s", next)})
 			return
 		}
 		u, rows, nextURL, err := d.page(ctx, next)
@@ -631,7 +626,7 @@ type dbAnswer struct {
 func (d *DB) page(ctx context.Context, pageURL string) (u *url.URL, rows []json.RawMessage, next string, err error) {
 	u, err = url.Parse(pageURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, nil, "", config.Errorf(config.KindOS, "db source: invalid page URL %q", pageURL)
+		return nil, nil, "", errs.Errorf(errs.OS, "db source: invalid page URL %q", pageURL)
 	}
 	opts := []remote.Option{remote.WithHeader("Accept", "application/json")}
 	if d.key != "" {
@@ -655,14 +650,14 @@ func (d *DB) page(ctx context.Context, pageURL string) (u *url.URL, rows []json.
 		}
 		var se *remote.StatusError
 		if errors.As(err, &se) {
-			return nil, nil, "", config.Errorf(config.KindOS, "db source: %v%s", se, statusHint(se.Code))
+			return nil, nil, "", errs.Errorf(errs.OS, "db source: %v%s", se, statusHint(se.Code))
 		}
 		if !broke || attempt >= s.MaxRetries {
-			var ce *config.Error
-			if errors.As(err, &ce) && ce.Kind == config.KindOS && strings.HasPrefix(ce.Msg, "db source:") {
+			var ce *errs.Error
+			if errors.As(err, &ce) && ce.K == errs.OS && strings.HasPrefix(ce.Msg, "db source:") {
 				return nil, nil, "", ce
 			}
-			return nil, nil, "", config.Errorf(config.KindOS, "db source: %v", err)
+			return nil, nil, "", errs.Errorf(errs.OS, "db source: %v", err)
 		}
 		wait := d.http.Backoff(attempt)
 		slog.Debug("datago: db source: page body broke, fetching it again", "url", pageURL, "wait", wait, "error", err)
@@ -672,19 +667,19 @@ func (d *DB) page(ctx context.Context, pageURL string) (u *url.URL, rows []json.
 	}
 	var ans dbAnswer
 	if err := json.Unmarshal(body, &ans); err != nil {
-		return nil, nil, "", config.Errorf(config.KindOS, "db source: GET %s: the answer is not valid JSON: %v (%s)", pageURL, err, snippet(body))
+		return nil, nil, "", errs.Errorf(errs.OS, "db source: GET %s: the answer is not valid JSON: %v (%s)", pageURL, err, snippet(body))
 	}
 	if len(ans.Results) == 0 {
-		return nil, nil, "", config.Errorf(config.KindOS, "db source: GET %s: the answer has no \"results\" (is %s the dataroom API root?): %s",
+		return nil, nil, "", errs.Errorf(errs.OS, "db source: GET %s: the answer has no \"results\" (is %s the dataroom API root?): %s",
 			pageURL, strings.TrimSuffix(strings.TrimSuffix(d.images, "random/"), "images/"), snippet(body))
 	}
 	if err := json.Unmarshal(ans.Results, &rows); err != nil {
-		return nil, nil, "", config.Errorf(config.KindOS, "db source: GET %s: \"results\" is not a list: %v", pageURL, err)
+		return nil, nil, "", errs.Errorf(errs.OS, "db source: GET %s: \"results\" is not a list: %v", pageURL, err)
 	}
 	if ans.Next != nil && strings.TrimSpace(*ans.Next) != "" {
 		nu, err := u.Parse(strings.TrimSpace(*ans.Next)) // a relative link is resolved against the page
 		if err != nil || (nu.Scheme != "http" && nu.Scheme != "https") {
-			return nil, nil, "", config.Errorf(config.KindOS, "db source: GET %s: invalid next link %q", pageURL, *ans.Next)
+			return nil, nil, "", errs.Errorf(errs.OS, "db source: GET %s: invalid next link %q", pageURL, *ans.Next)
 		}
 		next = nu.String()
 	}
@@ -700,7 +695,7 @@ func (d *DB) get(ctx context.Context, pageURL string, opts []remote.Option) (bod
 	}
 	defer st.Close()
 	if st.Size() > dbMaxPageBytes {
-		return nil, false, config.Errorf(config.KindOS, "db source: GET %s: a page of %d bytes is larger than %d", pageURL, st.Size(), dbMaxPageBytes)
+		return nil, false, errs.Errorf(errs.OS, "db source: GET %s: a page of %d bytes is larger than %d", pageURL, st.Size(), dbMaxPageBytes)
 	}
 	body, err = io.ReadAll(io.LimitReader(st, dbMaxPageBytes+1))
 	if err != nil {
@@ -714,7 +709,7 @@ func (d *DB) get(ctx context.Context, pageURL string, opts []remote.Option) (bod
 		return nil, true, fmt.Errorf("GET %s: reading the answer: %w", pageURL, err)
 	}
 	if len(body) > dbMaxPageBytes {
-		return nil, false, config.Errorf(config.KindOS, "db source: GET %s: a page is larger than %d bytes", pageURL, dbMaxPageBytes)
+		return nil, false, errs.Errorf(errs.OS, "db source: GET %s: a page is larger than %d bytes", pageURL, dbMaxPageBytes)
 	}
 	return body, false, nil
 }
@@ -745,12 +740,12 @@ func snippet(b []byte) string {
 func (d *DB) item(page *url.URL, raw json.RawMessage) *Item {
 	var r dbRow
 	if err := json.Unmarshal(raw, &r); err != nil {
-		d.skip(ReasonBadRecord, rowID(raw), page.String(), err.Error())
+		d.skip(errs.ReasonBadRecord, rowID(raw), page.String(), err.Error())
 		return nil
 	}
 	id := idText(r.ID)
 	if id == "" {
-		d.skip(ReasonBadRecord, "", page.String(), "no id")
+		d.skip(errs.ReasonBadRecord, "", page.String(), "no id")
 		return nil
 	}
 	it := &Item{ID: id}
@@ -785,24 +780,24 @@ func (d *DB) item(page *url.URL, raw json.RawMessage) *Item {
 	}
 	if d.requireImages {
 		if r.ImageDirectURL == nil || strings.TrimSpace(*r.ImageDirectURL) == "" {
-			d.skip(ReasonNoImage, id, page.String(), "no image_direct_url")
+			d.skip(errs.ReasonNoImage, id, page.String(), "no image_direct_url")
 			return nil
 		}
 		u, ok := resolve(*r.ImageDirectURL)
 		if !ok {
-			d.skip(ReasonBadRecord, id, page.String(), "invalid image_direct_url "+strconv.Quote(*r.ImageDirectURL))
+			d.skip(errs.ReasonBadRecord, id, page.String(), "invalid image_direct_url "+strconv.Quote(*r.ImageDirectURL))
 			return nil
 		}
 		it.Image = &Payload{URL: u}
 	}
 	for _, l := range r.Latents {
 		if l.FileDirectURL == nil || strings.TrimSpace(*l.FileDirectURL) == "" {
-			d.skip(ReasonBadRecord, id, page.String(), "latent "+strconv.Quote(l.LatentType)+" has no file_direct_url")
+			d.skip(errs.ReasonBadRecord, id, page.String(), "latent "+strconv.Quote(l.LatentType)+" has no file_direct_url")
 			return nil
 		}
 		u, ok := resolve(*l.FileDirectURL)
 		if !ok {
-			d.skip(ReasonBadRecord, id, page.String(), "latent "+strconv.Quote(l.LatentType)+": invalid file_direct_url "+strconv.Quote(*l.FileDirectURL))
+			d.skip(errs.ReasonBadRecord, id, page.String(), "latent "+strconv.Quote(l.LatentType)+": invalid file_direct_url "+strconv.Quote(*l.FileDirectURL))
 			return nil
 		}
 		p := &Payload{Name: l.LatentType, URL: u}

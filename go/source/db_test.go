@@ -21,7 +21,8 @@ import (
 	"time"
 
 	"github.com/datago-dev/datago/go/config"
-	"github.com/datago-dev/datago/go/fetch/remote"
+	"github.com/datago-dev/datago/go/errs"
+	"github.com/datago-dev/datago/go/remote"
 )
 
 const dbTestKey = "s3cret-key"
@@ -137,7 +138,7 @@ func newDBSource(t *testing.T, sc map[string]any, top map[string]any) (*DB, *con
 	if err != nil {
 		return nil, nil, err
 	}
-	src, err := New(c)
+	src, err := New(c, remote.NewFor(c))
 	if err != nil {
 		return nil, c, err
 	}
@@ -246,7 +247,7 @@ func TestDBItemsFromRows(t *testing.T) {
 		{"id": "bad-shape", "image_direct_url": base() + "/files/z.jpg", "tags": map[string]any{"not": "a list"}},
 		{"id": "last", "image_direct_url": base() + "/files/last.jpg", "attributes": map[string]any{}, "tags": " a, b,,c "},
 	}
-	d, c := mustDB(t, f.config(map[string]any{"require_embeddings": true, "has_masks": "segmentation", "has_latents": "caption_t5"}), nil)
+	d, _ := mustDB(t, f.config(map[string]any{"require_embeddings": true, "has_masks": "segmentation", "has_latents": "caption_t5"}), nil)
 	items, err := dbRun(t, context.Background(), d)
 	if err != nil {
 		t.Fatal(err)
@@ -290,7 +291,7 @@ func TestDBItemsFromRows(t *testing.T) {
 	if items[2].AttributesJSON != "{}" || !reflect.DeepEqual(items[2].Tags, []string{"a", "b", "c"}) {
 		t.Errorf("last row: attributes %q, tags %q", items[2].AttributesJSON, items[2].Tags)
 	}
-	if got, want := d.Skipped(), map[string]int64{ReasonNoImage: 1, ReasonBadRecord: 3}; !reflect.DeepEqual(got, want) {
+	if got, want := d.Skipped(), map[string]int64{string(errs.ReasonNoImage): 1, string(errs.ReasonBadRecord): 3}; !reflect.DeepEqual(got, want) {
 		t.Errorf("skipped %v, want %v", got, want)
 	}
 	// the request: fields and the latents asked for
@@ -302,7 +303,7 @@ func TestDBItemsFromRows(t *testing.T) {
 		t.Errorf("return_latents %q", got)
 	}
 	// the image URL serves the real photo through the shared HTTP client (as the fetch stage does)
-	b, err := remote.For(c).Get(context.Background(), full.Image.URL)
+	b, err := d.http.Get(context.Background(), full.Image.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -509,9 +510,8 @@ func TestDBPageErrors(t *testing.T) {
 	f.rows = plainRows(func() string { return f.srv.URL }, 10)
 	wantOSError := func(t *testing.T, err error, parts ...string) {
 		t.Helper()
-		var ce *config.Error
 		t.Log(err)
-		if !errors.As(err, &ce) || ce.Kind != config.KindOS {
+		if errs.KindOf(err) != errs.OS {
 			t.Fatalf("error %v (%T), want an OSError", err, err)
 		}
 		for _, p := range parts {
@@ -606,10 +606,10 @@ func TestDBPageErrors(t *testing.T) {
 		conn.Close()
 	}
 	// allRows runs a source with pages of 4 and wants every row, in order
-	allRows := func(t *testing.T) *config.Config {
+	allRows := func(t *testing.T) *remote.Client {
 		t.Helper()
 		defer func() { f.hook = nil }()
-		d, c := mustDB(t, f.config(map[string]any{"page_size": 4}), nil)
+		d, _ := mustDB(t, f.config(map[string]any{"page_size": 4}), nil)
 		items, err := dbRun(t, context.Background(), d)
 		if err != nil {
 			t.Fatal(err)
@@ -617,11 +617,11 @@ func TestDBPageErrors(t *testing.T) {
 		if !reflect.DeepEqual(itemIDs(items), rowIDs(f.rows)) {
 			t.Errorf("ids %v", itemIDs(items))
 		}
-		return c
+		return d.http
 	}
 	t.Run("500 then ok", func(t *testing.T) {
 		f.hook = twice(func(w http.ResponseWriter) { w.WriteHeader(http.StatusInternalServerError) })
-		if n := remote.For(allRows(t)).Counters().Retries; n != 2 {
+		if n := allRows(t).Counters().Retries; n != 2 {
 			t.Errorf("%d retries, want 2", n)
 		}
 	})
@@ -754,11 +754,10 @@ func TestDBCancel(t *testing.T) {
 func TestDBConfigErrors(t *testing.T) {
 	t.Setenv(EnvDataroomURL, "")
 	t.Setenv(EnvDataroomKey, "")
-	check := func(sc map[string]any, kind string, parts ...string) {
+	check := func(sc map[string]any, kind errs.Kind, parts ...string) {
 		t.Helper()
 		_, _, err := newDBSource(t, sc, nil)
-		var ce *config.Error
-		if !errors.As(err, &ce) || ce.Kind != kind {
+		if err == nil || errs.KindOf(err) != kind {
 			t.Errorf("%v: error %v, want %s", sc, err, kind)
 			return
 		}
@@ -769,26 +768,26 @@ func TestDBConfigErrors(t *testing.T) {
 		}
 	}
 	api := "http://127.0.0.1:1/api/"
-	check(map[string]any{"api_url": api, "bogus": 1}, config.KindValue, "source_config.bogus")
-	check(map[string]any{"api_url": api, "sources_ne": "x", "sources__ne": "y"}, config.KindValue, "source_config.sources_ne", "source_config.sources__ne")
-	check(map[string]any{"api_url": api, "tags_ne": "x", "tags__ne": "y"}, config.KindValue, "source_config.tags_ne", "source_config.tags__ne")
-	check(map[string]any{}, config.KindValue, EnvDataroomURL)
-	check(map[string]any{"api_url": "ftp://host/api/"}, config.KindValue, "scheme")
-	check(map[string]any{"api_url": api, "page_size": -1}, config.KindValue, "source_config.page_size")
-	check(map[string]any{"api_url": api, "page_size": MaxDBPageSize + 1}, config.KindValue, "source_config.page_size", "2000")
-	check(map[string]any{"api_url": api, "page_size": "ten"}, config.KindValue, "source_config.page_size")
+	check(map[string]any{"api_url": api, "bogus": 1}, errs.Value, "source_config.bogus")
+	check(map[string]any{"api_url": api, "sources_ne": "x", "sources__ne": "y"}, errs.Value, "source_config.sources_ne", "source_config.sources__ne")
+	check(map[string]any{"api_url": api, "tags_ne": "x", "tags__ne": "y"}, errs.Value, "source_config.tags_ne", "source_config.tags__ne")
+	check(map[string]any{}, errs.Value, EnvDataroomURL)
+	check(map[string]any{"api_url": "ftp://host/api/"}, errs.Value, "scheme")
+	check(map[string]any{"api_url": api, "page_size": -1}, errs.Value, "source_config.page_size")
+	check(map[string]any{"api_url": api, "page_size": MaxDBPageSize + 1}, errs.Value, "source_config.page_size", "2000")
+	check(map[string]any{"api_url": api, "page_size": "ten"}, errs.Value, "source_config.page_size")
 	// a filter of the wrong JSON type names its key
-	check(map[string]any{"api_url": api, "tags": map[string]any{"a": 1}}, config.KindValue, "source_config.tags", "object")
-	check(map[string]any{"api_url": api, "sources": []any{"a", map[string]any{"x": 1}}}, config.KindValue, "source_config.sources", "list holding an object")
-	check(map[string]any{"api_url": api, "has_masks": []any{true}}, config.KindValue, "source_config.has_masks")
-	check(map[string]any{"api_url": api, "return_latents": map[string]any{}}, config.KindValue, "source_config.return_latents")
-	check(map[string]any{"api_url": api, "require_images": "yes"}, config.KindValue, "source_config.require_images")
-	check(map[string]any{"api_url": api, "query": "{not json"}, config.KindValue, "source_config.query")
-	check(map[string]any{"api_url": api, "query": 5}, config.KindValue, "source_config.query")
-	check(map[string]any{"api_url": api, "query": []any{1}}, config.KindValue, "source_config.query")
-	check(map[string]any{"api_url": api, "world_size": 0}, config.KindValue, "world_size")
-	check(map[string]any{"api_url": api, "rank": -2}, config.KindValue, "source_config.rank")
-	check(map[string]any{"api_url": api, "rank": 2, "world_size": -1}, config.KindValue, "source_config.rank") // -1: the top-level world_size (1)
+	check(map[string]any{"api_url": api, "tags": map[string]any{"a": 1}}, errs.Value, "source_config.tags", "object")
+	check(map[string]any{"api_url": api, "sources": []any{"a", map[string]any{"x": 1}}}, errs.Value, "source_config.sources", "list holding an object")
+	check(map[string]any{"api_url": api, "has_masks": []any{true}}, errs.Value, "source_config.has_masks")
+	check(map[string]any{"api_url": api, "return_latents": map[string]any{}}, errs.Value, "source_config.return_latents")
+	check(map[string]any{"api_url": api, "require_images": "yes"}, errs.Value, "source_config.require_images")
+	check(map[string]any{"api_url": api, "query": "{not json"}, errs.Value, "source_config.query")
+	check(map[string]any{"api_url": api, "query": 5}, errs.Value, "source_config.query")
+	check(map[string]any{"api_url": api, "query": []any{1}}, errs.Value, "source_config.query")
+	check(map[string]any{"api_url": api, "world_size": 0}, errs.Value, "world_size")
+	check(map[string]any{"api_url": api, "rank": -2}, errs.Value, "source_config.rank")
+	check(map[string]any{"api_url": api, "rank": 2, "world_size": -1}, errs.Value, "source_config.rank") // -1: the top-level world_size (1)
 	if _, _, err := newDBSource(t, map[string]any{"api_url": api}, map[string]any{"http_read_timeout": -1}); err == nil {
 		t.Errorf("negative http_read_timeout accepted")
 	}

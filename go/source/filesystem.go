@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/datago-dev/datago/go/config"
+	"github.com/datago-dev/datago/go/errs"
+	"github.com/datago-dev/datago/go/remote"
 )
 
 // ImageExtensions are the file extensions the filesystem source lists (compared lower-case).
@@ -40,23 +42,23 @@ type Filesystem struct {
 func init() { Register("file", NewFilesystem) }
 
 // NewFilesystem validates the config: root_path must be a readable folder.
-func NewFilesystem(raw []byte, c *config.Config) (Source, error) {
+func NewFilesystem(raw []byte, c *config.Config, _ *remote.Client) (Source, error) {
 	var fc FileConfig
 	if err := config.DecodeStrict(raw, "source_config.", &fc); err != nil {
 		return nil, err
 	}
 	if fc.RootPath == "" {
-		return nil, config.Errorf(config.KindValue, "config key source_config.root_path is required")
+		return nil, errs.Errorf(errs.Value, "config key source_config.root_path is required")
 	}
 	st, err := os.Stat(fc.RootPath)
 	if err != nil {
-		return nil, config.Errorf(config.KindNotFound, "source_config.root_path %q: %v", fc.RootPath, err)
+		return nil, errs.Errorf(errs.NotFound, "source_config.root_path %q: %v", fc.RootPath, err)
 	}
 	if !st.IsDir() {
-		return nil, config.Errorf(config.KindValue, "source_config.root_path %q is not a folder", fc.RootPath)
+		return nil, errs.Errorf(errs.Value, "source_config.root_path %q is not a folder", fc.RootPath)
 	}
 	if d, err := os.Open(fc.RootPath); err != nil {
-		return nil, config.Errorf(config.KindOS, "source_config.root_path %q is not readable: %v", fc.RootPath, err)
+		return nil, errs.Errorf(errs.OS, "source_config.root_path %q is not readable: %v", fc.RootPath, err)
 	} else {
 		d.Close()
 	}

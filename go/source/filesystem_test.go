@@ -3,7 +3,6 @@ package source
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/datago-dev/datago/go/config"
+	"github.com/datago-dev/datago/go/errs"
+	"github.com/datago-dev/datago/go/remote"
 )
 
 func tree(t *testing.T, n int) string {
@@ -39,7 +40,7 @@ func newFS(t *testing.T, sc map[string]any) *Filesystem {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(c)
+	s, err := New(c, remote.NewFor(c))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,20 +112,19 @@ func TestFilesystemConfigErrors(t *testing.T) {
 	root := t.TempDir()
 	for name, tc := range map[string]struct {
 		cfg  map[string]any
-		kind string
+		kind errs.Kind
 	}{
-		"missing root":  {map[string]any{"source_type": "file", "source_config": map[string]any{"root_path": root + "/nope"}}, config.KindNotFound},
-		"no root":       {map[string]any{"source_type": "file", "source_config": map[string]any{}}, config.KindValue},
-		"unknown key":   {map[string]any{"source_type": "file", "source_config": map[string]any{"root_path": root, "bogus": 1}}, config.KindValue},
-		"rank too high": {map[string]any{"source_type": "file", "source_config": map[string]any{"root_path": root, "rank": 2, "world_size": 2}}, config.KindValue},
+		"missing root":  {map[string]any{"source_type": "file", "source_config": map[string]any{"root_path": root + "/nope"}}, errs.NotFound},
+		"no root":       {map[string]any{"source_type": "file", "source_config": map[string]any{}}, errs.Value},
+		"unknown key":   {map[string]any{"source_type": "file", "source_config": map[string]any{"root_path": root, "bogus": 1}}, errs.Value},
+		"rank too high": {map[string]any{"source_type": "file", "source_config": map[string]any{"root_path": root, "rank": 2, "world_size": 2}}, errs.Value},
 	} {
 		raw, _ := json.Marshal(tc.cfg)
 		c, err := config.Parse(raw)
 		if err == nil {
-			_, err = New(c)
+			_, err = New(c, remote.NewFor(c))
 		}
-		var ce *config.Error
-		if err == nil || !errors.As(err, &ce) || ce.Kind != tc.kind {
+		if err == nil || errs.KindOf(err) != tc.kind {
 			t.Errorf("%s: got %v, want a %s", name, err, tc.kind)
 		}
 	}

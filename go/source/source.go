@@ -7,6 +7,8 @@ import (
 
 	"github.com/datago-dev/datago/go/cmem"
 	"github.com/datago-dev/datago/go/config"
+	"github.com/datago-dev/datago/go/errs"
+	"github.com/datago-dev/datago/go/remote"
 )
 
 // Payload is one file of a sample: the image, a mask, an additional image or a latent.
@@ -69,24 +71,25 @@ type Source interface {
 }
 
 // Constructor builds a source from the raw source_config and the client config.
-type Constructor func(raw []byte, c *config.Config) (Source, error)
+// http is the pipeline's shared HTTP client (sources that read over HTTP use it).
+type Constructor func(raw []byte, c *config.Config, http *remote.Client) (Source, error)
 
 var registry = map[string]Constructor{}
 
 // Register adds a source type ("file", "webdataset", "db").
 func Register(name string, ctor Constructor) { registry[name] = ctor }
 
-// New builds the source named by c.SourceType.
-func New(c *config.Config) (Source, error) {
+// New builds the source named by c.SourceType; http is the pipeline's shared HTTP client.
+func New(c *config.Config, http *remote.Client) (Source, error) {
 	ctor, ok := registry[c.SourceType]
 	if !ok {
 		names := make([]string, 0, len(registry))
 		for n := range registry {
 			names = append(names, n)
 		}
-		return nil, config.Errorf(config.KindValue, "config key source_type: unknown source %q (known: %v)", c.SourceType, names)
+		return nil, errs.Errorf(errs.Value, "config key source_type: unknown source %q (known: %v)", c.SourceType, names)
 	}
-	return ctor(c.SourceConfig, c)
+	return ctor(c.SourceConfig, c, http)
 }
 
 // Send delivers it to out unless ctx is cancelled first (then it is freed and ctx.Err() returned).

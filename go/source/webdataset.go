@@ -22,8 +22,10 @@ import (
 
 	"github.com/datago-dev/datago/go/cmem"
 	"github.com/datago-dev/datago/go/config"
-	"github.com/datago-dev/datago/go/fetch/remote"
+	"github.com/datago-dev/datago/go/errs"
+	"github.com/datago-dev/datago/go/remote"
 	"github.com/datago-dev/datago/go/stats"
+	"golang.org/x/sync/errgroup"
 )
 
 // WebDatasetConfig is source_config for source_type "webdataset".
@@ -48,14 +50,6 @@ const (
 	DefaultShuffleBufferSize   = 256
 	shardReadAhead             = 8 // samples read ahead per open shard
 	maxShards                  = 1_000_000
-)
-
-// Skip reasons of the WebDataset source (see WebDataset.Skipped).
-const (
-	ReasonNoReference = "missing_reference_image" // a sample without its reference image
-	ReasonTooLarge    = "payload_too_large"       // an entry larger than max_file_bytes
-	ReasonMetadata    = "bad_metadata"            // a json entry that does not parse
-	ReasonTruncated   = "truncated_shard"         // per shard: truncated or corrupt tar (rest of it skipped)
 )
 
 // WebDataset streams samples out of tar shards (local or over HTTP), following the WebDataset
@@ -84,7 +78,7 @@ const (
 // breaks and cannot be resumed fails the run: Run returns an error naming it (a data set with a
 // missing shard is misconfigured; training on a silent subset is worse). A shard whose tar is
 // truncated or corrupt is not fatal: its samples read so far are delivered, the rest of it is
-// skipped, logged and counted (ReasonTruncated), and the next shard follows.
+// skipped, logged and counted (errs.ReasonTruncated), and the next shard follows.
 type WebDataset struct {
 	shards          []shard
 	ref, maskSuffix string
@@ -112,7 +106,7 @@ type shard struct {
 func init() { Register("webdataset", NewWebDataset) }
 
 // NewWebDataset validates the config: the url list expands to shards, local shards exist.
-func NewWebDataset(raw []byte, c *config.Config) (Source, error) {
+func NewWebDataset(raw []byte, c *config.Config, http *remote.Client) (Source, error) {
 	var wc WebDatasetConfig
 	if err := config.DecodeStrict(raw, "source_config.", &wc); err != nil {
 		return nil, err
@@ -134,13 +128,13 @@ func NewWebDataset(raw []byte, c *config.Config) (Source, error) {
 		w.ref = "jpg"
 	}
 	if w.concurrency < 0 {
-		return nil, config.Errorf(config.KindValue, "config key source_config.concurrent_downloads must be >= 0, got %d", w.concurrency)
+		return nil, errs.Errorf(errs.Value, "config key source_config.concurrent_downloads must be >= 0, got %d", w.concurrency)
 	}
 	if w.concurrency == 0 {
 		w.concurrency = DefaultConcurrentDownloads
 	}
 	if w.bufferSize < 0 {
-		return nil, config.Errorf(config.KindValue, "config key source_config.shuffle_buffer_size must be >= 0, got %d", w.bufferSize)
+		return nil, errs.Errorf(errs.Value, "config key source_config.shuffle_buffer_size must be >= 0, got %d", w.bufferSize)
 	}
 	if w.bufferSize == 0 {
 		w.bufferSize = DefaultShuffleBufferSize
@@ -149,16 +143,16 @@ func NewWebDataset(raw []byte, c *config.Config) (Source, error) {
 	for _, p := range patterns {
 		locs, err := ExpandBraces(p)
 		if err != nil {
-			return nil, config.Errorf(config.KindValue, "config key source_config.url: %v", err)
+			return nil, errs.Errorf(errs.Value, "config key source_config.url: %v", err)
 		}
 		for _, loc := range locs {
 			if len(w.shards) >= maxShards {
-				return nil, config.Errorf(config.KindValue, "config key source_config.url: more than %d shards", maxShards)
+				return nil, errs.Errorf(errs.Value, "config key source_config.url: more than %d shards", maxShards)
 			}
 			sh := shard{index: len(w.shards), loc: loc}
 			if remote.IsURL(loc) {
 				if err := remote.CheckURL(loc); err != nil {
-					return nil, config.Errorf(config.KindValue, "config key source_config.url: %v", err)
+					return nil, errs.Errorf(errs.Value, "config key source_config.url: %v", err)
 				}
 				sh.remote, anyRemote = true, true
 			} else {
@@ -183,7 +177,7 @@ func NewWebDataset(raw []byte, c *config.Config) (Source, error) {
 		if _, err := remote.SettingsFrom(c); err != nil {
 			return nil, err
 		}
-		w.http = remote.For(c)
+		w.http = http
 	}
 	return w, nil
 }
@@ -192,25 +186,25 @@ func NewWebDataset(raw []byte, c *config.Config) (Source, error) {
 func urlList(raw json.RawMessage) ([]string, error) {
 	t := bytes.TrimSpace(raw)
 	if len(t) == 0 || string(t) == "null" {
-		return nil, config.Errorf(config.KindValue, "config key source_config.url is required (a shard path or URL, a brace pattern, or a list of them)")
+		return nil, errs.Errorf(errs.Value, "config key source_config.url is required (a shard path or URL, a brace pattern, or a list of them)")
 	}
 	var one string
 	if err := json.Unmarshal(t, &one); err == nil {
 		if one == "" {
-			return nil, config.Errorf(config.KindValue, "config key source_config.url is empty")
+			return nil, errs.Errorf(errs.Value, "config key source_config.url is empty")
 		}
 		return []string{one}, nil
 	}
 	var list []string
 	if err := json.Unmarshal(t, &list); err != nil {
-		return nil, config.Errorf(config.KindValue, "config key source_config.url must be a string or a list of strings, got %s", t)
+		return nil, errs.Errorf(errs.Value, "config key source_config.url must be a string or a list of strings, got %s", t)
 	}
 	if len(list) == 0 {
-		return nil, config.Errorf(config.KindValue, "config key source_config.url is an empty list")
+		return nil, errs.Errorf(errs.Value, "config key source_config.url is an empty list")
 	}
 	for i, s := range list {
 		if s == "" {
-			return nil, config.Errorf(config.KindValue, "config key source_config.url[%d] is empty", i)
+			return nil, errs.Errorf(errs.Value, "config key source_config.url[%d] is empty", i)
 		}
 	}
 	return list, nil
@@ -220,12 +214,12 @@ func checkLocalShard(p string) error {
 	st, err := os.Stat(p)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return config.Errorf(config.KindNotFound, "source_config.url: shard %q does not exist", p)
+			return errs.Errorf(errs.NotFound, "source_config.url: shard %q does not exist", p)
 		}
-		return config.Errorf(config.KindOS, "source_config.url: shard %q: %v", p, err)
+		return errs.Errorf(errs.OS, "source_config.url: shard %q: %v", p, err)
 	}
 	if st.IsDir() {
-		return config.Errorf(config.KindValue, "source_config.url: shard %q is a folder, not a tar file", p)
+		return errs.Errorf(errs.Value, "source_config.url: shard %q is a folder, not a tar file", p)
 	}
 	return nil
 }
@@ -318,11 +312,11 @@ func (w *WebDataset) Shards() []string {
 }
 
 // Skipped returns the counters of the latest run: samples skipped by the source, per reason, and
-// truncated shards (ReasonTruncated). Each skip is also logged (warn). The pipeline merges them into
+// truncated shards (errs.ReasonTruncated). Each skip is also logged (warn). The pipeline merges them into
 // the client's stats (skipped_reasons).
 func (w *WebDataset) Skipped() map[string]int64 { return w.skipped.Snapshot() }
 
-func (w *WebDataset) skip(reason string) { w.skipped.Add(reason) }
+func (w *WebDataset) skip(reason errs.Reason) { w.skipped.Add(string(reason)) }
 
 // plan returns this rank's shards for an epoch, in reading order, and the rng of the shuffle buffer
 // (nil without random_sampling).
@@ -395,62 +389,42 @@ func (w *WebDataset) Run(ctx context.Context, out chan<- *Item) error {
 
 // mergeFirstReady reads up to concurrency shards at a time into one queue: the first sample ready
 // goes first, so a slow shard does not hold the others back. It returns the first fatal shard
-// error, or ctx.Err(); every goroutine has returned and every queued item is freed by then.
+// error (which cancels the other shards), or ctx.Err(); every goroutine has returned and every
+// queued item is freed by then.
 func (w *WebDataset) mergeFirstReady(ctx context.Context, shards []shard, emit func(*Item) error) error {
 	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
+	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(w.concurrency)
 	queue := make(chan *Item, shardReadAhead*w.concurrency)
-	results := make(chan error, w.concurrency) // one per finished shard; never more in flight
-	defer func() {
-		cancel()
-		wg.Wait()
+	var readErr error // set before queue is closed
+	go func() {
+		for _, sh := range shards {
+			if gctx.Err() != nil {
+				break
+			}
+			g.Go(func() error { return w.readShard(gctx, sh, queue) }) // waits for a free slot
+		}
+		readErr = g.Wait()
 		close(queue)
-		for it := range queue {
-			it.Free()
-		}
 	}()
-	next, active := 0, 0
-	start := func() {
-		sh := shards[next]
-		next++
-		active++
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results <- w.readShard(ctx, sh, queue)
-		}()
-	}
-	for active < w.concurrency && next < len(shards) {
-		start()
-	}
-	for active > 0 {
-		select {
-		case it := <-queue:
-			if err := emit(it); err != nil {
-				return err
-			}
-		case err := <-results:
-			active--
-			if err != nil {
-				return err
-			}
-			if next < len(shards) {
-				start()
-			}
-		case <-ctx.Done():
-			return ctx.Err()
+	var emitErr error
+	for it := range queue {
+		if emitErr != nil {
+			it.Free() // draining after a failed emit
+			continue
+		}
+		if emitErr = emit(it); emitErr != nil {
+			cancel()
 		}
 	}
-	for { // every reader is done: what is left in the queue
-		select {
-		case it := <-queue:
-			if err := emit(it); err != nil {
-				return err
-			}
-		default:
-			return nil
-		}
+	if emitErr != nil {
+		return emitErr
 	}
+	if readErr != nil {
+		return readErr
+	}
+	return ctx.Err() // cancelled before a shard could report it
 }
 
 // mergeRoundRobin reads up to concurrency shards at a time and takes one sample from each in turn,
@@ -532,11 +506,11 @@ func (w *WebDataset) open(ctx context.Context, sh shard) (io.ReadCloser, error) 
 	}
 	f, err := os.Open(sh.loc)
 	if err != nil {
-		kind := config.KindOS
+		kind := errs.OS
 		if errors.Is(err, fs.ErrNotExist) {
-			kind = config.KindNotFound
+			kind = errs.NotFound
 		}
-		return nil, config.Errorf(kind, "webdataset shard %s: %v", sh.loc, err)
+		return nil, errs.Errorf(kind, "webdataset shard %s: %v", sh.loc, err)
 	}
 	return f, nil
 }
@@ -545,8 +519,8 @@ func (w *WebDataset) open(ctx context.Context, sh shard) (io.ReadCloser, error) 
 type sample struct {
 	it    *Item
 	attrs map[string]any
-	skip  string // reason, when the sample is to be skipped
-	keep  bool   // this rank's sample
+	skip  errs.Reason // reason, when the sample is to be skipped
+	keep  bool        // this rank's sample
 }
 
 // readShard reads one shard and sends its samples to out. It returns nil when the shard is done
@@ -561,7 +535,7 @@ func (w *WebDataset) readShard(ctx context.Context, sh shard, out chan<- *Item) 
 		return err
 	}
 	defer r.Close()
-	tr := tar.NewReader(r)
+	tr := tar.NewReader(sourceReader{r})
 	var (
 		cur       *sample
 		n         = -1 // index in the shard of the current sample
@@ -624,7 +598,7 @@ func (w *WebDataset) readShard(ctx context.Context, sh shard, out chan<- *Item) 
 		b, err := cmem.ReadAll(tr, hdr.Size, w.maxBytes)
 		if err != nil {
 			if errors.Is(err, cmem.ErrTooLarge) {
-				cur.skip = ReasonTooLarge
+				cur.skip = errs.ReasonPayloadTooLarge
 				slog.Warn("datago: webdataset: entry too large", "shard", sh.loc, "entry", hdr.Name, "error", err)
 				continue
 			}
@@ -646,19 +620,40 @@ func (w *WebDataset) broken(ctx context.Context, sh shard, err error, delivered 
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	var cfgErr *config.Error
-	if errors.As(err, &cfgErr) { // *remote.Error: the connection broke and could not resume
-		return err
+	var re *readError
+	if errors.As(err, &re) { // the shard's bytes could not be read
+		if _, ok := re.err.(errs.Classified); ok { // *remote.Error: the connection broke and could not resume
+			return re.err
+		}
+		return errs.Errorf(errs.OS, "webdataset shard %s: %v", sh.loc, re.err)
 	}
-	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, tar.ErrHeader) || errors.Is(err, tar.ErrFieldTooLong) ||
-		strings.HasPrefix(err.Error(), "archive/tar:") {
-		w.skip(ReasonTruncated)
-		slog.Warn("datago: webdataset: shard is truncated or corrupt; its remaining samples are skipped",
-			"shard", sh.loc, "samples_delivered", delivered, "error", err)
-		return nil
-	}
-	return config.Errorf(config.KindOS, "webdataset shard %s: %v", sh.loc, err)
+	// every other error comes from the tar reader itself: the bytes read are not a whole tar
+	w.skip(errs.ReasonTruncated)
+	slog.Warn("datago: webdataset: shard is truncated or corrupt; its remaining samples are skipped",
+		"shard", sh.loc, "samples_delivered", delivered, "error", err)
+	return nil
 }
+
+// sourceReader marks the errors of a shard's byte stream (a file, an HTTP stream) as *readError, so
+// that the errors of the tar reader above it (a truncated or corrupt tar) are told apart from them
+// by type. io.EOF passes unchanged: the tar reader reports a cut inside an entry as
+// io.ErrUnexpectedEOF.
+type sourceReader struct{ r io.Reader }
+
+func (s sourceReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = &readError{err}
+	}
+	return n, err
+}
+
+// readError is a read error of a shard's byte stream.
+type readError struct{ err error }
+
+func (e *readError) Error() string { return e.err.Error() }
+
+func (e *readError) Unwrap() error { return e.err }
 
 // add files one entry's bytes into the sample (taking ownership of b).
 func (w *WebDataset) add(sh shard, s *sample, ext string, b cmem.Buf) {
@@ -688,7 +683,7 @@ func (w *WebDataset) add(sh shard, s *sample, ext string, b cmem.Buf) {
 		}
 		b.Free()
 		if err != nil {
-			s.skip = ReasonMetadata
+			s.skip = errs.ReasonMetadata
 			slog.Warn("datago: webdataset: invalid JSON", "shard", sh.loc, "key", it.ID, "entry", ext, "error", err)
 			return
 		}
@@ -747,7 +742,7 @@ func (w *WebDataset) finish(ctx context.Context, sh shard, s *sample, out chan<-
 	it := s.it
 	reason := s.skip
 	if reason == "" && it.Image == nil {
-		reason = ReasonNoReference
+		reason = errs.ReasonNoReference
 	}
 	if reason != "" {
 		it.Free()
@@ -762,7 +757,7 @@ func (w *WebDataset) finish(ctx context.Context, sh shard, s *sample, out chan<-
 		enc.SetEscapeHTML(false)
 		if err := enc.Encode(s.attrs); err != nil { // cannot happen with decoded JSON values
 			it.Free()
-			w.skip(ReasonMetadata)
+			w.skip(errs.ReasonMetadata)
 			return false, nil
 		}
 		it.AttributesJSON = strings.TrimSuffix(sb.String(), "\n")

@@ -22,6 +22,8 @@ import (
 
 	"github.com/datago-dev/datago/go/cmem"
 	"github.com/datago-dev/datago/go/config"
+	"github.com/datago-dev/datago/go/errs"
+	"github.com/datago-dev/datago/go/remote"
 )
 
 type entry struct {
@@ -84,7 +86,7 @@ func newWDS(t *testing.T, cfgJSON string) *WebDataset {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := New(c)
+	src, err := New(c, remote.NewFor(c))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +245,7 @@ func TestWebDatasetLocalPayloads(t *testing.T) {
 	if !reflect.DeepEqual(attrs, wantAttrs) {
 		t.Errorf("attributes %s", g.Attrs)
 	}
-	if s := w.Skipped(); s[ReasonNoReference] != 1 || s[ReasonMetadata] != 1 || len(s) != 2 {
+	if s := w.Skipped(); s[string(errs.ReasonNoReference)] != 1 || s[string(errs.ReasonMetadata)] != 1 || len(s) != 2 {
 		t.Errorf("skipped %v", s)
 	}
 	checkLive(t)
@@ -323,7 +325,7 @@ func TestWebDatasetRanksDisjointAndComplete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := New(c)
+	src, err := New(c, remote.NewFor(c))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -422,7 +424,7 @@ func TestWebDatasetTruncatedAndCorruptShards(t *testing.T) {
 		if !reflect.DeepEqual(ids(items), want) {
 			t.Errorf("%s: ids %v, want %v", name, ids(items), want)
 		}
-		if got := w.Skipped()[ReasonTruncated]; got != wantTruncated[name] {
+		if got := w.Skipped()[string(errs.ReasonTruncated)]; got != wantTruncated[name] {
 			t.Errorf("%s: %d truncated shards counted, want %d", name, got, wantTruncated[name])
 		}
 	}
@@ -441,7 +443,7 @@ func TestWebDatasetEntryTooLarge(t *testing.T) {
 	b, _ := json.Marshal(map[string]any{"source_type": "webdataset", "max_file_bytes": 1000, "source_config": map[string]any{"url": p}})
 	w := newWDS(t, string(b))
 	items, err := collect(t, context.Background(), w)
-	if err != nil || !reflect.DeepEqual(ids(items), []string{"a", "c"}) || w.Skipped()[ReasonTooLarge] != 1 {
+	if err != nil || !reflect.DeepEqual(ids(items), []string{"a", "c"}) || w.Skipped()[string(errs.ReasonPayloadTooLarge)] != 1 {
 		t.Errorf("%v %v %v", ids(items), err, w.Skipped())
 	}
 	checkLive(t)
@@ -468,14 +470,14 @@ func TestWebDatasetConfigErrors(t *testing.T) {
 	} {
 		c, err := config.Parse([]byte(wdsConfig(tc.sc)))
 		if err == nil {
-			_, err = New(c)
+			_, err = New(c, remote.NewFor(c))
 		}
-		if err == nil || !strings.HasPrefix(config.Describe(err), tc.want) {
+		if err == nil || !strings.HasPrefix(errs.Describe(err), tc.want) {
 			t.Errorf("%v: error %v, want %q", tc.sc, err, tc.want)
 		}
 	}
 	c, _ := config.Parse([]byte(`{"source_type": "webdataset", "http_read_timeout": -1, "source_config": {"url": "http://127.0.0.1:1/a.tar"}}`))
-	if _, err := New(c); err == nil || !strings.Contains(err.Error(), "http_read_timeout") {
+	if _, err := New(c, remote.NewFor(c)); err == nil || !strings.Contains(err.Error(), "http_read_timeout") {
 		t.Errorf("invalid HTTP setting: %v", err)
 	}
 }
@@ -573,7 +575,7 @@ func TestWebDatasetHTTP404FailsTheRunWithTheURL(t *testing.T) {
 	if err == nil {
 		t.Fatal("no error for a missing shard")
 	}
-	desc := config.Describe(err)
+	desc := errs.Describe(err)
 	if !strings.HasPrefix(desc, "FileNotFoundError:") || !strings.Contains(desc, missing) || !strings.Contains(desc, "404") {
 		t.Errorf("error %q", desc)
 	}
@@ -644,7 +646,7 @@ func TestWebDatasetHTTPCutWithoutRangeFailsClearly(t *testing.T) {
 	}
 	url := srv.URL + "/shard-000000.tar"
 	items, err := collect(t, context.Background(), newWDS(t, httpConfig(map[string]any{"url": url})))
-	desc := config.Describe(err)
+	desc := errs.Describe(err)
 	if err == nil || !strings.HasPrefix(desc, "OSError:") || !strings.Contains(desc, url) || !strings.Contains(desc, "cannot resume") {
 		t.Fatalf("error %q", desc)
 	}

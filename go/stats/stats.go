@@ -3,6 +3,7 @@ package stats
 
 import (
 	"encoding/json"
+	"github.com/datago-dev/datago/go/errs"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,7 +85,7 @@ func New() *Stats {
 }
 
 // Skip counts a sample skipped for reason.
-func (s *Stats) Skip(reason string) { s.skipped.Add(reason) }
+func (s *Stats) Skip(reason errs.Reason) { s.skipped.Add(string(reason)) }
 
 // Skipped returns a copy of the skip counters.
 func (s *Stats) Skipped() map[string]int64 { return s.skipped.Snapshot() }

@@ -16,6 +16,7 @@ import (
 	"unsafe"
 
 	"github.com/datago-dev/datago/go/cmem"
+	"github.com/datago-dev/datago/go/errs"
 )
 
 // decodePhoto reads a real photo (JPEG) with Go's decoder.
@@ -87,17 +88,17 @@ func sameVerdicts(t *testing.T, o *Options, toggle func(int) int, bad map[string
 	t.Helper()
 	verdicts := map[string]string{}
 	for name, data := range bad {
-		var errs [2]string
+		var got [2]string
 		for i, on := range []int{0, 1} {
 			toggle(on)
 			if _, _, err := processBytes(t, data, o); err != nil {
-				errs[i] = ReasonOf(err) + ": " + err.Error()
+				got[i] = string(errs.ReasonOf(err, errs.ReasonTransform)) + ": " + err.Error()
 			}
 		}
-		if errs[0] != errs[1] {
-			t.Errorf("%s: libvips says %q, with our decoder %q", name, errs[0], errs[1])
+		if got[0] != got[1] {
+			t.Errorf("%s: libvips says %q, with our decoder %q", name, got[0], got[1])
 		}
-		verdicts[name] = errs[1]
+		verdicts[name] = got[1]
 	}
 	return verdicts
 }

@@ -21,6 +21,7 @@ import (
 	"unsafe"
 
 	"github.com/datago-dev/datago/go/cmem"
+	"github.com/datago-dev/datago/go/errs"
 )
 
 // Options is the per-client image configuration (datago's image_config).
@@ -55,28 +56,9 @@ func (im *Image) Free() {
 	}
 }
 
-// Skip reasons, used as keys of the skipped counters.
-const (
-	ReasonDecode    = "decode_error"
-	ReasonTooLarge  = "too_many_pixels"
-	ReasonTransform = "transform_error"
-)
-
-// Error is a per-image failure; the sample is skipped and counted under Reason.
-type Error struct {
-	Reason string
-	Msg    string
-}
-
-func (e *Error) Error() string { return e.Reason + ": " + e.Msg }
-
-// ReasonOf returns the skip reason of err (ReasonTransform for foreign errors).
-func ReasonOf(err error) string {
-	var te *Error
-	if errors.As(err, &te) {
-		return te.Reason
-	}
-	return ReasonTransform
+// skip is a per-image failure: the sample is skipped and counted under reason.
+func skip(reason errs.Reason, msg string) error {
+	return &errs.SkipError{Reason: reason, Err: errors.New(msg)}
 }
 
 var (
@@ -117,19 +99,19 @@ func ShrinkFactor(w, h, needW, needH int) int {
 func Process(buf cmem.Buf, o *Options, bucket *Bucket, mask bool) (Image, error) {
 	var h C.dg_header
 	if buf.Len == 0 {
-		return Image{}, &Error{ReasonDecode, "empty file"}
+		return Image{}, skip(errs.ReasonDecode, "empty file")
 	}
 	if C.dg_open(buf.Ptr, C.size_t(buf.Len), &h) != 0 {
 		msg := lastError()
 		if msg == "" {
 			msg = "not a known image format"
 		}
-		return Image{}, &Error{ReasonDecode, msg}
+		return Image{}, skip(errs.ReasonDecode, msg)
 	}
 	defer C.dg_close(&h)
 	w, hgt := int(h.width), int(h.height)
 	if o.MaxPixels > 0 && int64(w)*int64(hgt) > o.MaxPixels {
-		return Image{}, &Error{ReasonTooLarge, fmt.Sprintf("%dx%d is more than %d pixels", w, hgt, o.MaxPixels)}
+		return Image{}, skip(errs.ReasonTooManyPixels, fmt.Sprintf("%dx%d is more than %d pixels", w, hgt, o.MaxPixels))
 	}
 	ow, oh := w, hgt // oriented size
 	if h.orientation >= 5 {
@@ -164,7 +146,7 @@ func Process(buf cmem.Buf, o *Options, bucket *Bucket, mask bool) (Image, error)
 	}
 	var r C.dg_result
 	if C.dg_finish(buf.Ptr, C.size_t(buf.Len), &h, &p, &r) != 0 {
-		return Image{}, &Error{ReasonTransform, lastError()}
+		return Image{}, skip(errs.ReasonTransform, lastError())
 	}
 	return Image{
 		Data: r.data, Len: int(r.len),

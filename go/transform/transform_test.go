@@ -7,6 +7,7 @@ import (
 	"unsafe"
 
 	"github.com/datago-dev/datago/go/cmem"
+	"github.com/datago-dev/datago/go/errs"
 )
 
 // photos returns the real photographs committed in tests/data/photos (JPEG and PNG).
@@ -84,20 +85,20 @@ func TestProcessRejectsBadInput(t *testing.T) {
 	defer text.Free()
 	for name, tc := range map[string]struct {
 		buf    cmem.Buf
-		reason string
+		reason errs.Reason
 	}{
-		"empty":     {cmem.Buf{}, ReasonDecode},
-		"text":      {text, ReasonDecode},
-		"truncated": {trunc, ReasonTransform},
+		"empty":     {cmem.Buf{}, errs.ReasonDecode},
+		"text":      {text, errs.ReasonDecode},
+		"truncated": {trunc, errs.ReasonTransform},
 	} {
 		_, err := Process(tc.buf, o, nil, false)
-		if err == nil || ReasonOf(err) != tc.reason {
+		if err == nil || errs.ReasonOf(err, errs.ReasonTransform) != tc.reason {
 			t.Errorf("%s: got %v, want reason %s", name, err, tc.reason)
 		}
 	}
 	small := *o
 	small.MaxPixels = 1000
-	if _, err := Process(good, &small, nil, false); ReasonOf(err) != ReasonTooLarge {
+	if _, err := Process(good, &small, nil, false); errs.ReasonOf(err, errs.ReasonTransform) != errs.ReasonTooManyPixels {
 		t.Errorf("pixel cap: got %v", err)
 	}
 }

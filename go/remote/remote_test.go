@@ -18,6 +18,7 @@ import (
 
 	"github.com/datago-dev/datago/go/cmem"
 	"github.com/datago-dev/datago/go/config"
+	"github.com/datago-dev/datago/go/errs"
 )
 
 // fast settings: short backoffs so that retries do not slow the tests down.
@@ -149,13 +150,13 @@ func TestStatusErrorsNameTheURL(t *testing.T) {
 		}
 	})
 	c := New(fast())
-	for path, kind := range map[string]string{"/missing": config.KindNotFound, "/secret": config.KindOS} {
+	for path, kind := range map[string]errs.Kind{"/missing": errs.NotFound, "/secret": errs.OS} {
 		_, err := c.Get(context.Background(), s.URL+path)
 		if err == nil {
 			t.Fatalf("%s: no error", path)
 		}
-		desc := config.Describe(err)
-		if !strings.HasPrefix(desc, kind+":") || !strings.Contains(desc, s.URL+path) {
+		desc := errs.Describe(err)
+		if !strings.HasPrefix(desc, kind.String()+":") || !strings.Contains(desc, s.URL+path) {
 			t.Errorf("%s: error %q, want kind %s and the URL", path, desc, kind)
 		}
 		var se *StatusError
@@ -244,7 +245,7 @@ func TestConnectionRefusedIsRetriedThenOSError(t *testing.T) {
 	if err == nil {
 		t.Fatal("no error")
 	}
-	desc := config.Describe(err)
+	desc := errs.Describe(err)
 	if !strings.HasPrefix(desc, "OSError:") || !strings.Contains(desc, url) || !strings.Contains(desc, "4 attempts") {
 		t.Errorf("error %q", desc)
 	}
@@ -311,7 +312,7 @@ func TestStreamCannotResumeWithoutRangeSupport(t *testing.T) {
 	if !bytes.Equal(got, data[:100_000]) {
 		t.Errorf("delivered %d bytes, want exactly the 100000 before the cut", len(got))
 	}
-	desc := config.Describe(err)
+	desc := errs.Describe(err)
 	if !strings.HasPrefix(desc, "OSError:") || !strings.Contains(desc, s.URL+"/plain.tar") || !strings.Contains(desc, "cannot resume") {
 		t.Errorf("error %q", desc)
 	}
@@ -468,51 +469,34 @@ func TestGetTooLarge(t *testing.T) {
 	checkLive(t)
 }
 
+// The budget is a weighted semaphore (golang.org/x/sync/semaphore, first come first served).
 func TestBudgetCapsBytesInFlight(t *testing.T) {
 	b := newBudget(100)
 	ctx := context.Background()
 	if err := b.Acquire(ctx, 60); err != nil {
 		t.Fatal(err)
 	}
-	waiters := func(n int) { // wait until n goroutines queue
-		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-			b.mu.Lock()
-			l := b.waiters.Len()
-			b.mu.Unlock()
-			if l == n {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d waiters, want %d", l, n)
-			}
-		}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+	defer cancel()
+	if err := b.Acquire(cctx, 50); !errors.Is(err, context.DeadlineExceeded) { // 60 + 50 > 100
+		t.Fatalf("error %v, want the deadline", err)
 	}
-	got := make(chan int, 2)
-	go func() { _ = b.Acquire(ctx, 50); got <- 50 }()
-	waiters(1)
-	go func() { _ = b.Acquire(ctx, 10); got <- 10 }() // fits, but waits behind the 50 (FIFO)
-	waiters(2)
-	select {
-	case n := <-got:
-		t.Fatalf("acquired %d while 60 + 50 > 100", n)
-	case <-time.After(50 * time.Millisecond):
+	if b.inUse() != 60 {
+		t.Fatalf("in use %d, want 60 (a cancelled Acquire holds nothing)", b.inUse())
 	}
 	b.Release(60)
-	first, second := <-got, <-got
-	if first != 50 && second != 50 {
-		t.Fatalf("order %d, %d", first, second)
+	for _, n := range []int64{50, 10} {
+		if err := b.Acquire(ctx, n); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if b.inUse() != 60 {
 		t.Fatalf("in use %d, want 60", b.inUse())
 	}
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
-	defer cancel()
-	if err := b.Acquire(cctx, 100); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("error %v", err)
-	}
-	b.Release(60)
-	if b.inUse() != 0 || b.waiters.Len() != 0 {
-		t.Fatalf("in use %d, %d waiters", b.inUse(), b.waiters.Len())
+	b.Release(50)
+	b.Release(10)
+	if b.inUse() != 0 {
+		t.Fatalf("in use %d", b.inUse())
 	}
 	if b.clamp(1000) != 100 || b.clamp(0) != 1 {
 		t.Fatal("clamp")
@@ -601,15 +585,12 @@ func TestSettingsFromConfig(t *testing.T) {
 	}
 	neg := -1
 	for _, bad := range []*config.Config{{HTTPConnectTimeout: -1}, {HTTPMaxRetries: &neg}, {HTTPMaxConnsPerHost: -3}} {
-		if _, err := SettingsFrom(bad); err == nil || !strings.HasPrefix(config.Describe(err), "ValueError") {
+		if _, err := SettingsFrom(bad); err == nil || !strings.HasPrefix(errs.Describe(err), "ValueError") {
 			t.Errorf("SettingsFrom(%+v) = %v, want a ValueError", bad, err)
 		}
 	}
-	if For(c) != For(c) {
-		t.Error("For is not memoized per config")
-	}
-	if For(nil) != For(nil) {
-		t.Error("For(nil) is not shared")
+	if cl := NewFor(&config.Config{HTTPConnectTimeout: -1, MaxFileBytes: 9}); cl.s.MaxBytes != 9 || cl.s.ConnectTimeout != 10*time.Second {
+		t.Errorf("NewFor with invalid settings: %+v, want the defaults and max_file_bytes", cl.s)
 	}
 }
 

@@ -26,13 +26,13 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/datago-dev/datago/go/cmem"
 	"github.com/datago-dev/datago/go/config"
+	"github.com/datago-dev/datago/go/errs"
 )
 
 // Settings tune a Client. Zero durations and sizes take the defaults (see Defaults).
@@ -109,7 +109,7 @@ func SettingsFrom(c *config.Config) (Settings, error) {
 		{"http_retry_backoff", c.HTTPRetryBackoff, &s.RetryBackoff},
 	} {
 		if f.v < 0 {
-			return s, config.Errorf(config.KindValue, "config key %s must be >= 0 seconds, got %g", f.key, f.v)
+			return s, errs.Errorf(errs.Value, "config key %s must be >= 0 seconds, got %g", f.key, f.v)
 		}
 		if f.v > 0 {
 			*f.dst = time.Duration(f.v * float64(time.Second))
@@ -117,18 +117,18 @@ func SettingsFrom(c *config.Config) (Settings, error) {
 	}
 	if c.HTTPMaxRetries != nil {
 		if *c.HTTPMaxRetries < 0 {
-			return s, config.Errorf(config.KindValue, "config key http_max_retries must be >= 0, got %d", *c.HTTPMaxRetries)
+			return s, errs.Errorf(errs.Value, "config key http_max_retries must be >= 0, got %d", *c.HTTPMaxRetries)
 		}
 		s.MaxRetries = *c.HTTPMaxRetries
 	}
 	if c.HTTPMaxConnsPerHost < 0 {
-		return s, config.Errorf(config.KindValue, "config key http_max_conns_per_host must be >= 0, got %d", c.HTTPMaxConnsPerHost)
+		return s, errs.Errorf(errs.Value, "config key http_max_conns_per_host must be >= 0, got %d", c.HTTPMaxConnsPerHost)
 	}
 	if c.HTTPMaxConnsPerHost > 0 {
 		s.MaxConnsPerHost = c.HTTPMaxConnsPerHost
 	}
 	if c.HTTPMaxBytesInFlight < 0 {
-		return s, config.Errorf(config.KindValue, "config key http_max_bytes_in_flight must be >= 0, got %d", c.HTTPMaxBytesInFlight)
+		return s, errs.Errorf(errs.Value, "config key http_max_bytes_in_flight must be >= 0, got %d", c.HTTPMaxBytesInFlight)
 	}
 	if c.HTTPMaxBytesInFlight > 0 {
 		s.MaxBytesInFlight = c.HTTPMaxBytesInFlight
@@ -137,34 +137,16 @@ func SettingsFrom(c *config.Config) (Settings, error) {
 	return s, nil
 }
 
-var (
-	forMu         sync.Mutex
-	defaultOnce   sync.Once
-	defaultClient *Client
-)
-
-// For returns the pipeline's shared client for config c, building it on first use (and storing it
-// in c.Remote). Invalid http_* settings fall back to the defaults here; sources that use HTTP call
-// SettingsFrom first to report them. For(nil) returns a process-wide client with the defaults.
-func For(c *config.Config) *Client {
-	if c == nil {
-		defaultOnce.Do(func() { defaultClient = New(Defaults()) })
-		return defaultClient
-	}
-	forMu.Lock()
-	defer forMu.Unlock()
-	if cl, ok := c.Remote.(*Client); ok {
-		return cl
-	}
+// NewFor builds the pipeline's shared client for config c (one per pipeline, built by pipeline.New
+// and passed to the sources and the fetch stage). Invalid http_* settings fall back to the
+// defaults here; sources that use HTTP call SettingsFrom first to report them.
+func NewFor(c *config.Config) *Client {
 	s, err := SettingsFrom(c)
 	if err != nil {
-		slog.Warn("datago: invalid HTTP settings, using the defaults", "error", err)
 		s = Defaults()
 		s.MaxBytes = c.MaxFileBytes
 	}
-	cl := New(s)
-	c.Remote = cl
-	return cl
+	return New(s)
 }
 
 // Counters are a Client's running totals.
@@ -293,13 +275,12 @@ func errorBody(r io.Reader) string {
 	return s
 }
 
-// Unwrap gives the user-facing kind: FileNotFoundError for 404 and 410, OSError otherwise.
-func (e *StatusError) Unwrap() error {
-	kind := config.KindOS
+// Kind is the user-facing kind: NotFound for 404 and 410, OS otherwise.
+func (e *StatusError) Kind() errs.Kind {
 	if e.Code == http.StatusNotFound || e.Code == http.StatusGone {
-		kind = config.KindNotFound
+		return errs.NotFound
 	}
-	return &config.Error{Kind: kind, Msg: e.Error()}
+	return errs.OS
 }
 
 // Error is a transport failure that outlasted the retries (or a stream that could not resume).
@@ -323,20 +304,20 @@ func (e *Error) Error() string {
 	return msg
 }
 
-// Unwrap gives the user-facing kind (OSError).
-func (e *Error) Unwrap() error { return &config.Error{Kind: config.KindOS, Msg: e.Error()} }
+// Kind is the user-facing kind (OS).
+func (e *Error) Kind() errs.Kind { return errs.OS }
 
 // CheckURL validates an http(s) URL.
 func CheckURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return config.Errorf(config.KindValue, "invalid URL %q: %v", raw, err)
+		return errs.Errorf(errs.Value, "invalid URL %q: %v", raw, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return config.Errorf(config.KindValue, "invalid URL %q: scheme must be http or https", raw)
+		return errs.Errorf(errs.Value, "invalid URL %q: scheme must be http or https", raw)
 	}
 	if u.Host == "" {
-		return config.Errorf(config.KindValue, "invalid URL %q: no host", raw)
+		return errs.Errorf(errs.Value, "invalid URL %q: no host", raw)
 	}
 	return nil
 }
@@ -428,7 +409,7 @@ func (c *Client) open(ctx context.Context, rawURL string, o *options, rng rangeS
 		req, err := http.NewRequestWithContext(rctx, http.MethodGet, rawURL, nil)
 		if err != nil {
 			cancel()
-			return nil, config.Errorf(config.KindValue, "invalid URL %q: %v", rawURL, err)
+			return nil, errs.Errorf(errs.Value, "invalid URL %q: %v", rawURL, err)
 		}
 		for k, v := range o.header {
 			req.Header[k] = v

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import io
+import logging
 import math
 import os
 import shutil
@@ -189,7 +190,7 @@ def test_packed_rgb_when_zero_copy_is_off(photo_dir: Path) -> None:
 
 
 def test_bad_files_are_skipped_and_counted(
-    tmp_path: Path, photos: list[Path], capfd: pytest.CaptureFixture
+    tmp_path: Path, photos: list[Path], caplog: pytest.LogCaptureFixture
 ) -> None:
     """Every broken file is refused the same way on every run: the corruptions are fixed bytes
     (no random input), each one a kind that libjpeg / libpng cannot decode."""
@@ -211,11 +212,12 @@ def test_bad_files_are_skipped_and_counted(
     for name, data in bad.items():
         (tmp_path / name).write_bytes(data)
     datago.initialize_logging("warn")
+    caplog.set_level(logging.WARNING, logger="datago")
     samples, stats = load_all(file_config(tmp_path))
     assert sorted(s.id for s in samples) == sorted(p.name for p in good)
     assert stats["samples_skipped"] == len(bad)
     assert stats["skipped_reasons"] == {"too_many_pixels": 1, "decode_error": 4, "transform_error": 2}
-    err = capfd.readouterr().err
+    err = caplog.text  # the core's warnings reach the "datago" logger
     for name in bad:
         assert name in err, f"{name} was not logged with its path"
 
@@ -517,6 +519,41 @@ def test_version_and_logging() -> None:
         datago.initialize_logging("loud")
     datago.initialize_logging("error")
     datago.initialize_logging("warn")
+
+
+def test_errors_are_datago_errors_and_builtins(tmp_path: Path) -> None:
+    """Each error kind of the core is a DatagoError subclass that is also the builtin users catch."""
+    with pytest.raises(datago.ConfigError, match="nope") as bad_key:
+        datago.DatagoClient({"source_type": "file", "nope": 1})
+    assert isinstance(bad_key.value, ValueError) and isinstance(bad_key.value, datago.DatagoError)
+    with pytest.raises(datago.NotFoundError, match=str(tmp_path / "missing")) as missing:
+        datago.DatagoClient(file_config(tmp_path / "missing"))
+    assert isinstance(missing.value, FileNotFoundError)
+    client = datago.DatagoClient(file_config(tmp_path))
+    client.close()
+    with pytest.raises(datago.ClosedError) as closed:
+        client.get_sample()
+    assert isinstance(closed.value, RuntimeError) and isinstance(closed.value, ValueError)
+    assert issubclass(datago.DatagoOSError, OSError) and issubclass(datago.ForkError, RuntimeError)
+    assert issubclass(datago.SampleTimeoutError, TimeoutError)
+
+
+def test_abi_version_is_checked() -> None:
+    """A library built for another C ABI than the package's datago.h is refused at load."""
+    from datago import _lib
+
+    lib = _lib.lib()
+    assert lib.datago_abi_version() == lib.DATAGO_ABI_VERSION
+
+    class Other:
+        DATAGO_ABI_VERSION = lib.DATAGO_ABI_VERSION
+
+        @staticmethod
+        def datago_abi_version() -> int:
+            return lib.DATAGO_ABI_VERSION + 1
+
+    with pytest.raises(datago.AbiVersionError, match="C ABI version"):
+        _lib.check_abi(Other(), "libdatago.so")
 
 
 def test_bucket_rule_matches_the_core(photo_dir: Path) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 import io
 import json
+import logging
 import sys
 import threading
 from collections.abc import Iterator
@@ -421,15 +422,15 @@ def test_unauthorized_raises_oserror(room: FakeDataroom, key: str, code: int, us
     assert len(room.page_requests()) == 1  # not retried
 
 
-def test_image_404_is_skipped_and_counted(room: FakeDataroom, data: tuple, capfd: pytest.CaptureFixture[str]) -> None:
+def test_image_404_is_skipped_and_counted(room: FakeDataroom, data: tuple, caplog: pytest.LogCaptureFixture) -> None:
     datago.initialize_logging("warn")
-    capfd.readouterr()
+    caplog.set_level(logging.WARNING, logger="datago")
     # a missing image, and a missing mask of another row
     room.missing = {"img-004.jpg", "img-007.mask.png"}
     samples, stats = load(db_config(room.api_url, image_config=NO_CROP, source_config=FULL))
     assert sorted(s.id for s in samples) == sorted(r["id"] for r in data[0] if r["id"] not in ("img-004", "img-007"))
     assert stats["samples_skipped"] == 2 and stats["skipped_reasons"] == {"fetch_error": 2}
-    err = capfd.readouterr().err
+    err = caplog.text  # the core's warnings reach the "datago" logger
     for rid, url in (("img-004", f"{room.base}/files/img-004.jpg"), ("img-007", f"{room.base}/files/img-007.mask.png")):
         lines = [ln for ln in err.splitlines() if f"id={rid}" in ln]
         assert lines and url in lines[0] and "404" in lines[0], err

@@ -12,11 +12,20 @@
  *    exactly once with datago_sample_free. Every pointer inside it is C memory owned by the sample:
  *    image data is allocated by glib (g_malloc, libvips' own output buffer), strings and blobs by malloc.
  *    datago_sample_free is pure C: it never enters the Go runtime.
- *  - Strings returned through `char **err` and by datago_client_stats are malloc'd; free them with
- *    datago_free_string.
+ *  - Strings returned in datago_error.message, by datago_client_stats and by datago_drain_logs are
+ *    malloc'd; free them with datago_free_string.
  *
- * Errors are strings of the form "<Kind>: <message>" where Kind is ValueError, FileNotFoundError,
- * OSError, TimeoutError or RuntimeError, so bindings can raise the matching exception.
+ * Errors: functions that can fail take a `datago_error *err` (may be NULL). On failure they set
+ * err->kind to a DATAGO_ERR_* code (so bindings raise the matching exception without parsing text)
+ * and err->message to a malloc'd, human-readable message naming the key, path or URL at fault.
+ *
+ * Versioning: DATAGO_ABI_VERSION changes whenever this contract changes; a binding compares it with
+ * datago_abi_version() when it opens the library. The Go exports are compiled against this header
+ * (go/capi includes it in its cgo preamble), so the C compiler rejects any drift between the two.
+ *
+ * Logs: by default the core writes its warnings to stderr. A binding that calls
+ * datago_capture_logs(1) receives them instead from datago_drain_logs (a bounded queue; records that
+ * do not fit are counted as dropped), to route them into its own logging.
  */
 #ifndef DATAGO_H
 #define DATAGO_H
@@ -29,13 +38,26 @@ extern "C" {
 #endif
 
 /* BEGIN CDEF */
-#define DATAGO_ABI_VERSION 1
+#define DATAGO_ABI_VERSION 2
 
 /* Results of datago_client_get_sample. */
 #define DATAGO_SAMPLE 0      /* *out holds a sample */
 #define DATAGO_END 1         /* end of stream: every sample was delivered (or limit reached) */
 #define DATAGO_TIMEOUT 2     /* nothing arrived within the timeout; the stream goes on */
-#define DATAGO_ERROR -1      /* *err holds the error text; the stream is over */
+#define DATAGO_ERROR -1      /* *err holds the error; the stream is over */
+
+/* Error kinds (datago_error.kind). */
+#define DATAGO_ERR_NONE 0       /* no error */
+#define DATAGO_ERR_RUNTIME 1    /* an internal failure */
+#define DATAGO_ERR_VALUE 2      /* bad config or argument (Python: ConfigError, a ValueError) */
+#define DATAGO_ERR_NOT_FOUND 3  /* a file, shard or URL that does not exist (FileNotFoundError) */
+#define DATAGO_ERR_OS 4         /* an I/O or network failure (OSError) */
+#define DATAGO_ERR_CLOSED 5     /* a closed client or a freed handle */
+
+typedef struct datago_error {
+    int32_t kind;            /* DATAGO_ERR_* */
+    char *message;           /* malloc'd (free with datago_free_string); NULL when kind is NONE */
+} datago_error;
 
 /* Duplicate state of a sample (db source); 0 when unknown. */
 
@@ -82,15 +104,18 @@ typedef struct datago_sample {
 /* Version string of the library, static storage (do not free). */
 const char *datago_version(void);
 
+/* DATAGO_ABI_VERSION of the library's build; a binding refuses a library whose version differs. */
+int32_t datago_abi_version(void);
+
 /* Create a client from a JSON config (datago's format). Returns a handle > 0, or 0 with *err set. */
-uint64_t datago_client_new(const char *config_json, char **err);
+uint64_t datago_client_new(const char *config_json, datago_error *err);
 
 /* Start the pipeline (idempotent). Returns 0, or -1 with *err set. */
-int32_t datago_client_start(uint64_t client, char **err);
+int32_t datago_client_start(uint64_t client, datago_error *err);
 
 /* Wait up to timeout_s seconds (< 0: forever) for the next sample.
  * Returns DATAGO_SAMPLE, DATAGO_END, DATAGO_TIMEOUT or DATAGO_ERROR. Starts the client if needed. */
-int32_t datago_client_get_sample(uint64_t client, double timeout_s, datago_sample **out, char **err);
+int32_t datago_client_get_sample(uint64_t client, double timeout_s, datago_sample **out, datago_error *err);
 
 /* Release a sample and every buffer it owns. NULL is a no-op. Pure C. */
 void datago_sample_free(datago_sample *sample);
@@ -111,6 +136,17 @@ int64_t datago_live_bytes(void);
 
 /* Log level of the core: "debug", "info", "warn", "error" or "off". Returns 0, -1 if unknown. */
 int32_t datago_set_log_level(const char *level);
+
+/* Process-wide: 1 sends the core's log records to a bounded queue read by datago_drain_logs (for a
+ * binding's own logging), 0 writes them to stderr (the default). Returns the previous setting. */
+int32_t datago_capture_logs(int32_t on);
+
+/* Takes up to max_records queued log records (max_records <= 0: all), or NULL when the queue is
+ * empty and nothing was dropped. The result is a malloc'd JSON object
+ * {"dropped": n, "records": [{"time": unix seconds, "level": "DEBUG"|"INFO"|"WARN"|"ERROR",
+ *  "message": "...", "attrs": {"key": value, ...}}, ...]}
+ * where dropped counts the records lost to a full queue since the last drain. */
+char *datago_drain_logs(int32_t max_records);
 
 /* Free a string returned by this library. NULL is a no-op. */
 void datago_free_string(char *s);

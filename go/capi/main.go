@@ -1,11 +1,19 @@
 // Command capi is built with -buildmode=c-shared into libdatago.so. It implements the C ABI
-// declared in datago.h (the hand-written contract); the exported signatures below use plain C types
-// that are ABI-identical to the header's. Handles are integers: no Go pointer ever reaches C.
+// declared in datago.h (the hand-written contract). The header is included in the cgo preamble
+// below, and cgo copies the preamble into the prototypes it generates for the exports
+// (_cgo_export.h): the C compiler then rejects any export whose signature differs from the
+// header's. Handles are integers: no Go pointer ever reaches C.
 package main
 
 /*
+#cgo CFLAGS: -I${SRCDIR}
 #include <stdint.h>
 #include <stdlib.h>
+#include "datago.h"
+
+// cgo spells a *C.char parameter "char *"; this typedef lets the exports take and return the
+// header's "const char *".
+typedef const char datago_cchar;
 */
 import "C"
 
@@ -15,18 +23,17 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/datago-dev/datago/go/config"
 	"github.com/datago-dev/datago/go/errs"
 	"github.com/datago-dev/datago/go/pipeline"
 )
 
-// Version of the library (and of the C ABI, DATAGO_ABI_VERSION 1).
+// Version of the library (the C ABI's version is DATAGO_ABI_VERSION in datago.h).
 const Version = "0.1.0"
 
 var (
-	versionC = C.CString(Version) // static storage for datago_version
+	versionC = (*C.datago_cchar)(C.CString(Version)) // static storage for datago_version
 	logLevel = new(slog.LevelVar)
 
 	mu      sync.Mutex
@@ -35,7 +42,7 @@ var (
 )
 
 func init() {
-	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel})))
+	slog.SetDefault(slog.New(newLogHandler(os.Stderr, logLevel)))
 	logLevel.Set(slog.LevelWarn)
 	if lvl := os.Getenv("DATAGO_LOG"); lvl != "" {
 		setLevel(lvl)
@@ -60,9 +67,11 @@ func setLevel(name string) bool {
 	return true
 }
 
-func setErr(errOut **C.char, err error) {
+// setErr reports err through the C ABI: its kind as a DATAGO_ERR_* code, and its message.
+func setErr(errOut *C.datago_error, err error) {
 	if errOut != nil {
-		*errOut = C.CString(errs.Describe(err))
+		errOut.kind = C.int32_t(errs.KindOf(err))
+		errOut.message = C.CString(err.Error())
 	}
 }
 
@@ -72,14 +81,21 @@ func lookup(h C.uint64_t) *pipeline.Pipeline {
 	return clients[uint64(h)]
 }
 
-var errBadHandle = errs.Errorf(errs.Value, "invalid or freed client handle")
+var errBadHandle = errs.Errorf(errs.Closed, "invalid or freed client handle")
 
 //export datago_version
-func datago_version() *C.char { return versionC }
+func datago_version() *C.datago_cchar { return versionC }
+
+//export datago_abi_version
+func datago_abi_version() C.int32_t { return C.DATAGO_ABI_VERSION }
 
 //export datago_client_new
-func datago_client_new(cfgJSON *C.char, errOut **C.char) C.uint64_t {
-	cfg, err := config.Parse([]byte(C.GoString(cfgJSON)))
+func datago_client_new(cfgJSON *C.datago_cchar, errOut *C.datago_error) C.uint64_t {
+	if cfgJSON == nil {
+		setErr(errOut, errs.Errorf(errs.Value, "datago_client_new: config_json is NULL"))
+		return 0
+	}
+	cfg, err := config.Parse([]byte(C.GoString((*C.char)(cfgJSON))))
 	if err != nil {
 		setErr(errOut, err)
 		return 0
@@ -97,7 +113,7 @@ func datago_client_new(cfgJSON *C.char, errOut **C.char) C.uint64_t {
 }
 
 //export datago_client_start
-func datago_client_start(h C.uint64_t, errOut **C.char) C.int32_t {
+func datago_client_start(h C.uint64_t, errOut *C.datago_error) C.int32_t {
 	p := lookup(h)
 	if p == nil {
 		setErr(errOut, errBadHandle)
@@ -108,7 +124,7 @@ func datago_client_start(h C.uint64_t, errOut **C.char) C.int32_t {
 }
 
 //export datago_client_get_sample
-func datago_client_get_sample(h C.uint64_t, timeoutS C.double, out *unsafe.Pointer, errOut **C.char) C.int32_t {
+func datago_client_get_sample(h C.uint64_t, timeoutS C.double, out **C.datago_sample, errOut *C.datago_error) C.int32_t {
 	p := lookup(h)
 	if p == nil {
 		setErr(errOut, errBadHandle)
@@ -125,7 +141,7 @@ func datago_client_get_sample(h C.uint64_t, timeoutS C.double, out *unsafe.Point
 	s, status, err := p.Next(timeout)
 	switch status {
 	case pipeline.StatusSample:
-		*out = s.Ptr()
+		*out = (*C.datago_sample)(s.Ptr())
 	case pipeline.StatusError:
 		setErr(errOut, err)
 	}
@@ -160,8 +176,8 @@ func datago_client_stats(h C.uint64_t) *C.char {
 }
 
 //export datago_set_log_level
-func datago_set_log_level(level *C.char) C.int32_t {
-	if setLevel(C.GoString(level)) {
+func datago_set_log_level(level *C.datago_cchar) C.int32_t {
+	if level != nil && setLevel(C.GoString((*C.char)(level))) {
 		return 0
 	}
 	return -1

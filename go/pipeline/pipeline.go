@@ -403,7 +403,7 @@ func (p *Pipeline) Stop() {
 }
 
 // errClosed is what Next returns once the pipeline is closed.
-var errClosed = errs.Errorf(errs.Value, "the client is closed")
+var errClosed = errs.Errorf(errs.Closed, "the client is closed")
 
 // Close stops the pipeline for good: a Start or Next that races with it (a thread that looked the
 // client up before it was freed) cannot start a new run that nobody would ever stop.

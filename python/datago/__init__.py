@@ -8,15 +8,33 @@ from __future__ import annotations
 import logging
 import os
 
-from ._lib import ForkError
 from .client import DatagoClient, live_samples
+from .errors import (
+    AbiVersionError,
+    ClosedError,
+    ConfigError,
+    DatagoError,
+    DatagoOSError,
+    DatagoRuntimeError,
+    ForkError,
+    NotFoundError,
+    SampleTimeoutError,
+)
 from .sample import ImageInfo, Sample
 
 __all__ = [
+    "AbiVersionError",
+    "ClosedError",
+    "ConfigError",
     "DatagoClient",
+    "DatagoError",
+    "DatagoOSError",
+    "DatagoRuntimeError",
     "ForkError",
     "ImageInfo",
+    "NotFoundError",
     "Sample",
+    "SampleTimeoutError",
     "initialize_logging",
     "live_samples",
     "version",
@@ -26,7 +44,10 @@ logger = logging.getLogger("datago")
 
 
 def initialize_logging(level: str = "warn") -> None:
-    """Set the log level of the Go core (stderr) and of the ``datago`` Python logger.
+    """Set the log level of the Go core and of the ``datago`` Python logger.
+
+    The core's records (e.g. a skipped corrupt image, with its path) are forwarded to the
+    ``datago`` logger; attach a handler to it (or to the root logger) to see them.
 
     Args:
         level: "debug", "info", "warn", "error" or "off". The ``DATAGO_LOG`` environment variable

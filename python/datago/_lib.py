@@ -3,7 +3,9 @@
 The cdef is read from the hand-written C header (``datago.h``, the block between ``BEGIN CDEF`` and
 ``END CDEF``), so the Python binding and the C contract cannot drift apart. The library is opened
 lazily, on first use: importing :mod:`datago` does not start the Go runtime, so a parent process may
-import datago and fork DataLoader workers that each create their own clients.
+import datago and fork DataLoader workers that each create their own clients. Opening it checks
+that the library implements the header's ``DATAGO_ABI_VERSION``, asks the core for its log records
+(see :mod:`datago._logs`) and starts the thread that forwards them to the ``datago`` logger.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 
 import cffi
 
+from .errors import KIND_TO_ERROR, AbiVersionError, DatagoRuntimeError, ForkError
+
 _HERE = Path(__file__).resolve().parent
 _HEADER_CANDIDATES = (_HERE / "datago.h", _HERE.parent.parent / "go" / "capi" / "datago.h")
 _LIB_CANDIDATES = (_HERE / "libdatago.so",)
@@ -24,10 +28,6 @@ ffi = cffi.FFI()
 _lock = threading.Lock()
 _lib: Any = None
 _loaded_pid: int | None = None
-
-
-class ForkError(RuntimeError):
-    """Raised when a process uses a datago client after fork(): the Go runtime does not survive it."""
 
 
 def _cdef_source() -> str:
@@ -67,6 +67,8 @@ def lib() -> Any:
     Raises:
         ForkError: when the library was opened by a parent process before fork().
         ImportError: when the library is missing.
+        AbiVersionError: (an ImportError) when the library implements another DATAGO_ABI_VERSION
+            than the header the binding read.
     """
     global _lib, _loaded_pid
     if _lib is not None:
@@ -79,9 +81,33 @@ def lib() -> Any:
         return _lib
     with _lock:
         if _lib is None:
-            _lib = ffi.dlopen(str(library_path()))
+            path = library_path()
+            opened = ffi.dlopen(str(path))
+            check_abi(opened, path)
+            from . import _logs
+
+            _logs.start(opened)
+            _lib = opened
             _loaded_pid = os.getpid()
     return _lib
+
+
+def check_abi(opened: Any, path: Path | str) -> None:
+    """Check that an opened library implements the header's DATAGO_ABI_VERSION.
+
+    Raises:
+        AbiVersionError: the library is older than the ABI check, or implements another version.
+    """
+    want = int(opened.DATAGO_ABI_VERSION)
+    try:
+        got = int(opened.datago_abi_version())
+    except AttributeError:  # a library built before datago_abi_version existed
+        got = 1
+    if got != want:
+        raise AbiVersionError(
+            f"{path} implements C ABI version {got}, but this datago package needs version {want} "
+            "(datago.h); rebuild the library (./build.sh or pip install .)"
+        )
 
 
 def check_not_forked(owner_pid: int) -> None:
@@ -104,17 +130,17 @@ def take_string(ptr: Any) -> str:
         _lib.datago_free_string(ptr)
 
 
-_KINDS: dict[str, type[Exception]] = {
-    "ValueError": ValueError,
-    "FileNotFoundError": FileNotFoundError,
-    "OSError": OSError,
-    "TimeoutError": TimeoutError,
-    "RuntimeError": RuntimeError,
-}
+def new_error() -> Any:
+    """A zeroed ``datago_error`` for a call that can fail."""
+    return ffi.new("datago_error *")
 
 
-def raise_error(err_ptr: Any) -> None:
-    """Raise the exception described by an error string of the library ("<Kind>: <message>")."""
-    text = take_string(err_ptr) or "RuntimeError: unknown error"
-    kind, _, message = text.partition(": ")
-    raise _KINDS.get(kind, RuntimeError)(message if kind in _KINDS else text)
+def raise_error(err: Any) -> None:
+    """Raise the exception a ``datago_error`` describes (its message freed).
+
+    Raises:
+        DatagoError: the subclass of the error's kind (ConfigError, NotFoundError, ...).
+    """
+    message = take_string(err.message) or "unknown error"
+    err.message = ffi.NULL
+    raise KIND_TO_ERROR.get(int(err.kind), DatagoRuntimeError)(message)

@@ -8,7 +8,8 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from . import _lib
+from . import _lib, _logs
+from .errors import ClosedError, SampleTimeoutError
 from .sample import Sample
 
 # get_sample waits in slices of this many seconds so that Ctrl-C reaches Python promptly.
@@ -24,9 +25,12 @@ class DatagoClient:
             ``rank``, ``world_size``, ``samples_buffer_size``, ...); see the README.
 
     Raises:
-        ValueError: an unknown key (named in the message) or an invalid value.
-        FileNotFoundError: ``source_config.root_path`` does not exist.
+        ConfigError: (a ValueError) an unknown key (named in the message) or an invalid value.
+        NotFoundError: (a FileNotFoundError) ``source_config.root_path`` does not exist.
         ForkError: the library was loaded by a parent process before fork().
+
+    Every exception is a :class:`datago.DatagoError`. Warnings of the core (e.g. a skipped corrupt
+    image, with its path) go to the ``datago`` logger.
 
     The client is iterable (yields :class:`Sample` until the end of the stream) and a context
     manager (stops and frees on exit). ``start`` and ``stop`` are idempotent; a start after a stop
@@ -43,10 +47,10 @@ class DatagoClient:
         self._handle = 0
         lib = _lib.lib()
         self._pid = os.getpid()
-        err = _lib.ffi.new("char **")
+        err = _lib.new_error()
         handle = lib.datago_client_new(text.encode(), err)
         if handle == 0:
-            _lib.raise_error(err[0])
+            _lib.raise_error(err)
         self._handle = handle
         self._lib = lib
 
@@ -54,14 +58,14 @@ class DatagoClient:
     def _check(self) -> None:
         _lib.check_not_forked(self._pid)
         if self._handle == 0:
-            raise RuntimeError("this DatagoClient was closed")
+            raise ClosedError("this DatagoClient was closed")
 
     def start(self) -> None:
         """Start the pipeline's goroutines (idempotent)."""
         self._check()
-        err = _lib.ffi.new("char **")
+        err = _lib.new_error()
         if self._lib.datago_client_start(self._handle, err) != 0:
-            _lib.raise_error(err[0])
+            _lib.raise_error(err)
 
     def stop(self) -> None:
         """Stop every stage, wait for its goroutines and free queued samples (idempotent).
@@ -103,13 +107,16 @@ class DatagoClient:
             ``limit`` reached).
 
         Raises:
-            TimeoutError: no sample arrived within ``timeout`` seconds (the stream goes on).
-            OSError / RuntimeError: the source failed (e.g. the listing could not be read).
+            SampleTimeoutError: (a TimeoutError) no sample arrived within ``timeout`` seconds (the
+                stream goes on).
+            DatagoOSError / NotFoundError / DatagoRuntimeError: the source failed (e.g. the listing
+                could not be read); see :mod:`datago.errors`.
+            ClosedError: the client was closed.
         """
         self._check()
         ffi = _lib.ffi
         out = ffi.new("datago_sample **")
-        err = ffi.new("char **")
+        err = _lib.new_error()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             wait = _WAIT_SLICE_S
@@ -119,11 +126,13 @@ class DatagoClient:
             if rc == self._lib.DATAGO_SAMPLE:
                 return Sample(out[0])
             if rc == self._lib.DATAGO_END:
+                _logs.drain()  # the warnings of the run (skipped samples) reach the logger first
                 return None
             if rc == self._lib.DATAGO_ERROR:
-                _lib.raise_error(err[0])
+                _logs.drain()
+                _lib.raise_error(err)
             if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"no sample within {timeout} s")
+                raise SampleTimeoutError(f"no sample within {timeout} s")
 
     def __iter__(self) -> Iterator[Sample]:
         while (sample := self.get_sample()) is not None:
@@ -138,6 +147,7 @@ class DatagoClient:
         ``queue_length`` and ``queue_capacity``.
         """
         self._check()
+        _logs.drain()
         return json.loads(_lib.take_string(self._lib.datago_client_stats(self._handle)))
 
 

@@ -1,5 +1,6 @@
-/* Embeds libdatago.so from C through the hand-written header only: streams a folder, checks every
- * sample, frees it, and prints "ok <n> samples". Built and run by tests/test_c_abi.py. */
+/* Embeds libdatago.so from C through the hand-written header only: checks the ABI version and the
+ * error kinds, streams a folder, checks every sample, frees it, and prints "ok <n> samples".
+ * Built and run by tests/test_c_abi.py. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,14 +12,31 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s ROOT\n", argv[0]);
         return 2;
     }
-    char *err = NULL;
-    uint64_t bad = datago_client_new("{\"source_type\": \"file\", \"nope\": 1}", &err);
-    if (bad != 0 || err == NULL || strncmp(err, "ValueError: ", 12) != 0 || !strstr(err, "nope")) {
-        fprintf(stderr, "bad config not reported: %s\n", err ? err : "(null)");
+    if (datago_abi_version() != DATAGO_ABI_VERSION) {
+        fprintf(stderr, "ABI version %d, header %d\n", datago_abi_version(), DATAGO_ABI_VERSION);
         return 1;
     }
-    datago_free_string(err);
-    err = NULL;
+    datago_error err = {0};
+    uint64_t bad = datago_client_new("{\"source_type\": \"file\", \"nope\": 1}", &err);
+    if (bad != 0 || err.kind != DATAGO_ERR_VALUE || err.message == NULL || !strstr(err.message, "nope")) {
+        fprintf(stderr, "bad config not reported: %d %s\n", err.kind, err.message ? err.message : "(null)");
+        return 1;
+    }
+    datago_free_string(err.message);
+    err = (datago_error){0};
+    bad = datago_client_new("{\"source_type\": \"file\", \"source_config\": {\"root_path\": \"/nonexistent/x\"}}", &err);
+    if (bad != 0 || err.kind != DATAGO_ERR_NOT_FOUND || !strstr(err.message, "/nonexistent/x")) {
+        fprintf(stderr, "missing root not reported: %d %s\n", err.kind, err.message ? err.message : "(null)");
+        return 1;
+    }
+    datago_free_string(err.message);
+    err = (datago_error){0};
+    if (datago_client_start(12345, &err) != -1 || err.kind != DATAGO_ERR_CLOSED) {
+        fprintf(stderr, "a bad handle not reported: %d\n", err.kind);
+        return 1;
+    }
+    datago_free_string(err.message);
+    err = (datago_error){0};
 
     char config[4096];
     snprintf(config, sizeof config,
@@ -27,24 +45,24 @@ int main(int argc, char **argv) {
              argv[1]);
     uint64_t client = datago_client_new(config, &err);
     if (client == 0) {
-        fprintf(stderr, "new: %s\n", err);
+        fprintf(stderr, "new: %s\n", err.message);
         return 1;
     }
     /* nowhere to put a sample: an error, not a crash or a leak */
-    if (datago_client_get_sample(client, 30.0, NULL, &err) != DATAGO_ERROR || err == NULL ||
-        strstr(err, "ValueError") != err) {
-        fprintf(stderr, "get_sample with a NULL out: %s\n", err ? err : "(no error)");
+    if (datago_client_get_sample(client, 30.0, NULL, &err) != DATAGO_ERROR || err.kind != DATAGO_ERR_VALUE ||
+        err.message == NULL) {
+        fprintf(stderr, "get_sample with a NULL out: %d %s\n", err.kind, err.message ? err.message : "(no error)");
         return 1;
     }
-    datago_free_string(err);
-    err = NULL;
+    datago_free_string(err.message);
+    err = (datago_error){0};
     int n = 0;
     for (;;) {
         datago_sample *s = NULL;
         int32_t rc = datago_client_get_sample(client, 30.0, &s, &err);
         if (rc == DATAGO_END) break;
         if (rc != DATAGO_SAMPLE) {
-            fprintf(stderr, "get_sample: %d %s\n", rc, err ? err : "");
+            fprintf(stderr, "get_sample: %d %s\n", rc, err.message ? err.message : "");
             return 1;
         }
         const datago_image *im = &s->image;

@@ -11,6 +11,7 @@
 // error such as a truncated file) hands the image back to libvips, so what is accepted or refused
 // does not change.
 #include "jpegdec.h"
+#include "crop.h"
 
 #include <setjmp.h>
 #include <stdio.h>

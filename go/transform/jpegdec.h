@@ -26,8 +26,4 @@ void dg_jpeg_free(dg_jpeg *j);
 // state. For tests and benchmarks comparing it with libvips.
 int dg_jpeg_fast(int on);
 
-// The centre window of a W x H image with the aspect ratio of tw x th (what a cover resize
-// keeps): origin (x0, y0), size cw x ch. Defined in vips.c.
-void dg_crop_window(int W, int H, int tw, int th, int *x0, int *y0, int *cw, int *ch);
-
 #endif

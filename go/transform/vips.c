@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "vips.h"
+#include "crop.h"
 #include "jpegdec.h"
 #include "pngdec.h"
 #include "resample.h"
@@ -64,14 +65,6 @@ void dg_close(dg_header *h) {
 static void step(VipsImage **x, VipsImage *next) {
     g_object_unref(*x);
     *x = next;
-}
-
-void dg_crop_window(int W, int H, int tw, int th, int *x0, int *y0, int *cw, int *ch) {
-    double scale = fmax((double)tw / W, (double)th / H);
-    *cw = (int)fmin(W, fmax(1.0, round(tw / scale)));
-    *ch = (int)fmin(H, fmax(1.0, round(th / scale)));
-    *x0 = (W - *cw) / 2;
-    *y0 = (H - *ch) / 2;
 }
 
 // Centre crop of *x to the aspect ratio of tw x th.

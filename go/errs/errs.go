@@ -11,7 +11,7 @@ import (
 // Kind classifies a user-facing error. The values are the C ABI's DATAGO_ERR_* codes (datago.h).
 type Kind int32
 
-// Kinds of errors. Python raises datago.RuntimeError_, ConfigError (a ValueError), NotFoundError (a
+// Kinds of errors. Python raises datago.DatagoRuntimeError, ConfigError (a ValueError), NotFoundError (a
 // FileNotFoundError), DatagoOSError (an OSError) and ClosedError (a RuntimeError and a ValueError).
 const (
 	None     Kind = 0 // no error

@@ -2,7 +2,6 @@ package source
 
 import (
 	"context"
-	"sync"
 
 	"golang.org/x/sync/errgroup"
 )
@@ -58,12 +57,12 @@ func (w *WebDataset) mergeRoundRobin(ctx context.Context, shards []shard, emit f
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var (
-		wg    sync.WaitGroup
-		slots []*reader // the shards being read, in turn order
+		g     errgroup.Group // the shard readers; each keeps its error for its turn (no early cancel)
+		slots []*reader      // the shards being read, in turn order
 	)
 	defer func() {
 		cancel()
-		wg.Wait()
+		_ = g.Wait() // readers return nil: their errors are in r.err
 		for _, r := range slots {
 			for it := range r.ch {
 				it.Free()
@@ -75,12 +74,11 @@ func (w *WebDataset) mergeRoundRobin(ctx context.Context, shards []shard, emit f
 		sh := shards[next]
 		next++
 		r := &reader{ch: make(chan *Item, shardReadAhead)}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		g.Go(func() error {
 			defer close(r.ch)
 			r.err = w.readShard(ctx, sh, r.ch)
-		}()
+			return nil
+		})
 		return r
 	}
 	for len(slots) < w.concurrency && next < len(shards) {

@@ -5,7 +5,7 @@
 // Every request has a connect timeout, a response-header (first byte) timeout and an idle read
 // timeout (a body read that stalls longer fails). Connection errors, 408, 429 and 5xx answers are
 // retried with exponential backoff and jitter, honouring Retry-After. Any other non-2xx answer is an
-// error naming the URL (404 and 410 are FileNotFoundError, the rest OSError), never an empty body.
+// error naming the URL (404 and 410 are of kind errs.NotFound, the rest errs.OS), never an empty body.
 //
 // Open returns a Stream: a body that survives a broken connection by resuming from the byte where
 // it broke with a Range request (the server must answer 206 with a matching Content-Range;
@@ -95,7 +95,7 @@ func (s Settings) withDefaults() Settings {
 	return s
 }
 
-// SettingsFrom reads the http_* keys of the client config (ValueError for invalid values).
+// SettingsFrom reads the http_* keys of the client config (errs.Value for invalid values).
 func SettingsFrom(c *config.Config) (Settings, error) {
 	s := Defaults()
 	for _, f := range []struct {
@@ -284,7 +284,7 @@ func (e *StatusError) Kind() errs.Kind {
 }
 
 // Error is a transport failure that outlasted the retries (or a stream that could not resume).
-// It reads as an OSError naming the URL.
+// Its kind is errs.OS; it names the URL.
 type Error struct {
 	URL    string
 	Offset int64 // byte of the body where it failed (0 before the body)

@@ -34,7 +34,8 @@ setup() {
     rm -f python/datago/libdatago.h
     cp go/capi/datago.h python/datago/datago.h
     go build -o bin/datago-bench ./cmd/datago-bench
-    if ! "$PYTHON" -c "import datago, pytest, ruff, sqlalchemy, fastapi" 2>/dev/null; then
+    # (re)install when a dependency is missing or `datago` resolves to another checkout
+    if [ "$("$PYTHON" -c "import datago, pytest, ruff, sqlalchemy, fastapi, os; print(os.path.dirname(datago.__file__))" 2>/dev/null)" != "$ROOT/python/datago" ]; then
         log "pip install -e .[test,engine]"
         "$PYTHON" -m pip install -q --disable-pip-version-check -e ".[test,engine]"
     fi

@@ -22,6 +22,7 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -234,7 +235,22 @@ def test_readme_process_images_example(photo_root: Path) -> None:
         assert size == nearest(*sizes[name], bs), name
 
 
-def test_dataset_wrapper_snippet(photo_root: Path) -> None:
+def test_dataset_wrapper_readme_snippet(dataroom_env: SimpleNamespace) -> None:
+    """The README's snippet as written: an empty config is the db source of $DATAROOM_API_URL."""
+    from datago.dataset import DatagoIterDataset
+
+    client_config: dict[str, Any] = {}  # See below for examples
+    datago_dataset = DatagoIterDataset(client_config, return_python_types=True)
+    assert len(datago_dataset) == 1_000_000_000
+    items = list(datago_dataset)
+    assert sorted(d["id"] for d in items) == sorted(dataroom_env.points)
+    sizes = photo_sizes()
+    for d in items:
+        assert isinstance(d["image"], Image.Image) and d["image"].size == sizes[dataroom_env.points[d["id"]].path]
+        assert d["source"] == "photos" and type(d["attributes"]["index"]) is int
+
+
+def test_dataset_wrapper_limit(photo_root: Path) -> None:
     """The README's ``DatagoIterDataset(client_config, return_python_types=True)``: len is the
     limit, iteration stops there (or at the end of the stream), items are native types."""
     from datago.dataset import DatagoIterDataset

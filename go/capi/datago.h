@@ -53,6 +53,7 @@ extern "C" {
 #define DATAGO_ERR_NOT_FOUND 3  /* a file, shard or URL that does not exist (FileNotFoundError) */
 #define DATAGO_ERR_OS 4         /* an I/O or network failure (OSError) */
 #define DATAGO_ERR_CLOSED 5     /* a closed client or a freed handle */
+#define DATAGO_ERR_PERMISSION 6 /* access refused, e.g. S3 AccessDenied (PermissionError, an OSError) */
 
 typedef struct datago_error {
     int32_t kind;            /* DATAGO_ERR_* */

@@ -61,6 +61,10 @@ type Config struct {
 	HTTPRetryBackoff     float64 `json:"http_retry_backoff"`       // first backoff in seconds, doubled per retry (default 0.5)
 	HTTPMaxConnsPerHost  int     `json:"http_max_conns_per_host"`  // connections per host (default 64)
 	HTTPMaxBytesInFlight int64   `json:"http_max_bytes_in_flight"` // bytes of whole-file GETs in flight (default 512 MiB)
+
+	// S3 is the "s3" object (endpoint, region, credentials, addressing) for s3:// URLs; decoded
+	// strictly by go/remote (remote.S3Config).
+	S3 json.RawMessage `json:"s3"`
 }
 
 // DecodeStrict unmarshals data into v, rejecting unknown keys with a ValueError naming the key

@@ -20,9 +20,11 @@ const (
 	NotFound Kind = 3 // a file, shard or URL that does not exist
 	OS       Kind = 4 // an I/O or network failure
 	Closed   Kind = 5 // a closed client or a freed handle
+	// Permission is a refusal (HTTP 401/403, S3 AccessDenied); Python raises a PermissionError, an OSError.
+	Permission Kind = 6
 )
 
-var kindNames = [...]string{"None", "RuntimeError", "ValueError", "FileNotFoundError", "OSError", "ClosedError"}
+var kindNames = [...]string{"None", "RuntimeError", "ValueError", "FileNotFoundError", "OSError", "ClosedError", "PermissionError"}
 
 // String is the kind's name (the exception it maps to).
 func (k Kind) String() string {

@@ -52,6 +52,13 @@ func NewFilesystem(raw []byte, c *config.Config, _ *remote.Client) (Source, erro
 	if fc.RootPath == "" {
 		return nil, errs.Errorf(errs.Value, "config key source_config.root_path is required")
 	}
+	if remote.IsS3(fc.RootPath) {
+		return newS3Folder(fc, c) // s3list.go
+	}
+	if err := remote.CheckScheme("source_config.root_path", fc.RootPath); err != nil {
+		return nil, err
+	}
+	fc.RootPath = strings.TrimPrefix(fc.RootPath, "file://")
 	st, err := os.Stat(fc.RootPath)
 	if err != nil {
 		return nil, errs.Errorf(errs.NotFound, "source_config.root_path %q: %v", fc.RootPath, err)

@@ -55,6 +55,7 @@ type WebDataset struct {
 	bySample        bool
 	maxBytes        int64
 	http            *remote.Client // nil when every shard is local
+	s3              *remote.S3     // s3:// shards (s3list.go); nil without them
 
 	skipped stats.Counts
 }
@@ -112,6 +113,16 @@ func NewWebDataset(raw []byte, c *config.Config, http *remote.Client) (Source, e
 				return nil, errs.Errorf(errs.Value, "config key source_config.url: more than %d shards", maxShards)
 			}
 			sh := shard{index: len(w.shards), loc: loc}
+			if remote.IsS3(loc) {
+				if err := w.addS3Shards(loc, c); err != nil {
+					return nil, err
+				}
+				anyRemote = true
+				continue
+			}
+			if err := remote.CheckScheme("source_config.url", loc); err != nil {
+				return nil, err
+			}
 			if remote.IsURL(loc) {
 				if err := remote.CheckURL(loc); err != nil {
 					return nil, errs.Errorf(errs.Value, "config key source_config.url: %v", err)

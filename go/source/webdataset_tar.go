@@ -22,6 +22,9 @@ import (
 
 // open opens a shard for streaming.
 func (w *WebDataset) open(ctx context.Context, sh shard) (io.ReadCloser, error) {
+	if sh.remote && w.s3 != nil && remote.IsS3(sh.loc) {
+		return w.openS3(ctx, sh.loc)
+	}
 	if sh.remote {
 		s, err := w.http.Open(ctx, sh.loc, remote.WithBearer(w.token))
 		if err != nil {

@@ -29,6 +29,13 @@ class DatagoOSError(DatagoError, OSError):
     """An I/O or network failure (``DATAGO_ERR_OS``); names the path or URL."""
 
 
+class DatagoPermissionError(DatagoError, PermissionError):
+    """Access refused (``DATAGO_ERR_PERMISSION``): HTTP 401/403, S3 ``AccessDenied``; names the URL.
+
+    A :class:`PermissionError`, hence an :class:`OSError`.
+    """
+
+
 class ClosedError(DatagoError, RuntimeError, ValueError):
     """Use of a closed client or a freed handle (``DATAGO_ERR_CLOSED``).
 
@@ -55,4 +62,5 @@ KIND_TO_ERROR: dict[int, type[DatagoError]] = {
     3: NotFoundError,
     4: DatagoOSError,
     5: ClosedError,
+    6: DatagoPermissionError,
 }

@@ -35,7 +35,7 @@ setup() {
     cp go/capi/datago.h python/datago/datago.h
     go build -o bin/datago-bench ./cmd/datago-bench
     # (re)install when a dependency is missing or `datago` resolves to another checkout
-    if [ "$("$PYTHON" -c "import datago, pytest, ruff, sqlalchemy, fastapi, os; print(os.path.dirname(datago.__file__))" 2>/dev/null)" != "$ROOT/python/datago" ]; then
+    if [ "$("$PYTHON" -c "import datago, pytest, ruff, sqlalchemy, fastapi, boto3, moto.server, os; print(os.path.dirname(datago.__file__))" 2>/dev/null)" != "$ROOT/python/datago" ]; then
         log "pip install -e .[test,engine]"
         "$PYTHON" -m pip install -q --disable-pip-version-check -e ".[test,engine]"
     fi

@@ -17,6 +17,7 @@ sys.path.insert(0, str(ROOT / "python"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from photos_util import file_config, real_photos  # noqa: E402
+from s3_util import S3Server  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +56,25 @@ def small_photo_dir(tmp_path_factory: pytest.TempPathFactory, photos: list[Path]
 @pytest.fixture
 def config() -> Callable[..., dict[str, Any]]:
     return file_config
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Any:
+    """A real S3 server on 127.0.0.1 (moto_server, or $DATAGO_TEST_S3_ENDPOINT), for the session."""
+    srv = S3Server()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    """:func:`s3_server` with the AWS_* environment pointing at it (for datago and the engine)."""
+    for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in s3_server.env().items():
+        monkeypatch.setenv(k, v)
+    from datago.engine import objstore
+
+    objstore.reset_clients()
+    yield s3_server
+    objstore.reset_clients()

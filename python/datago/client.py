@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from . import _lib, _logs
+from ._s3env import with_aws_env
 from .errors import ClosedError, SampleTimeoutError
 from .sample import Sample
 
@@ -26,7 +27,10 @@ class DatagoClient:
 
     Raises:
         ConfigError: (a ValueError) an unknown key (named in the message) or an invalid value.
-        NotFoundError: (a FileNotFoundError) ``source_config.root_path`` does not exist.
+        NotFoundError: (a FileNotFoundError) ``source_config.root_path`` does not exist (a local
+            folder, or an ``s3://`` bucket).
+        DatagoPermissionError: (a PermissionError) a bucket refuses the credentials.
+        DatagoOSError: (an OSError) a bucket in another region, an unreachable endpoint.
         ForkError: the library was loaded by a parent process before fork().
 
     Every exception is a :class:`datago.DatagoError`. Warnings of the core (e.g. a skipped corrupt
@@ -44,6 +48,7 @@ class DatagoClient:
             text = json.dumps(config)
         else:
             raise TypeError(f"config must be a dict or a JSON string, not {type(config).__name__}")
+        text = with_aws_env(text)  # s3:// URLs: AWS_* from os.environ as it is now
         self._handle = 0
         lib = _lib.lib()
         self._pid = os.getpid()

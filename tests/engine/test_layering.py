@@ -15,7 +15,7 @@ PACKAGE = "datago.engine"
 # Each module may import modules of its own layer or of the layers before it. A new module must
 # be placed in a layer here.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("storage", {"values", "signing", "scan", "blobs", "schema", "db", "writes", "tokens"}),
+    ("storage", {"values", "signing", "objstore", "scan", "blobs", "schema", "db", "writes", "tokens"}),
     ("query", {"query", "sql", "executor", "render", "dataroom", "results", "datasource", "datasources", "datasets"}),
     ("server", {"server"}),  # the package and its modules
     ("top", {"cli", ""}),  # "" is the package datago.engine itself

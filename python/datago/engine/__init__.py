@@ -35,6 +35,7 @@ from .datasets import get_dataset
 from .datasource import Datasource
 from .datasources import delete_source, get_datasource, get_datasources, get_or_create
 from .db import Engine, get_engine, set_background_starter
+from .objstore import enable_gcs_bucket_downloader, enable_s3_bucket_downloader
 from .query import And, Condition, Field, Not, Or, Query
 from .results import Datapoint, MetadataContext, QueryResult
 
@@ -53,6 +54,8 @@ __all__ = [
     "datasets",
     "datasources",
     "delete_source",
+    "enable_gcs_bucket_downloader",
+    "enable_s3_bucket_downloader",
     "get_dataset",
     "get_datasource",
     "get_datasources",

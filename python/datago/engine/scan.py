@@ -1,4 +1,5 @@
-"""Scanning a datasource root (local folder or http(s) base URL) and reading files from it."""
+"""Scanning a datasource root (local folder, http(s) base URL or ``s3://`` bucket prefix) and
+reading files from it. Bucket roots (see ``objstore``) are read over HTTP through presigned URLs."""
 
 from __future__ import annotations
 
@@ -14,22 +15,32 @@ from urllib.parse import quote, unquote, urljoin
 
 from tqdm.auto import tqdm
 
+from . import objstore
+
 HEADER_BYTES = 64 * 1024
 MAX_HEADER_BYTES = 2 * 1024 * 1024
 
 
 def is_http(root: str) -> bool:
-    """True when ``root`` is an http(s) URL."""
-    return root.startswith("http://") or root.startswith("https://")
+    """True when ``root`` is read over HTTP: an http(s) URL, or a bucket (``s3://``) whose files
+    are read through presigned URLs (:func:`file_url`)."""
+    return root.startswith("http://") or root.startswith("https://") or objstore.is_bucket(root)
 
 
 def normalize_root(root: str | os.PathLike[str]) -> str:
-    """An absolute local folder path, or an http(s) URL ending with ``/``.
+    """An absolute local folder path, an http(s) URL ending with ``/``, or ``s3://bucket/prefix/``.
 
     Raises:
-        FileNotFoundError: a local root that is not an existing folder.
+        FileNotFoundError: a local root that is not an existing folder; a bucket that does not exist.
+        PermissionError: a bucket that refuses the credentials (names the S3 error code).
+        OSError: a bucket in another region, an unreachable endpoint.
+        ValueError: an unknown URL scheme (``hdfs://``), naming the supported ones.
     """
     root = os.fspath(root)
+    objstore.check_scheme(root)
+    if objstore.is_bucket(root):
+        return objstore.normalize_root(root)
+    root = root.removeprefix("file://")
     if is_http(root):
         return root if root.endswith("/") else root + "/"
     path = Path(root).expanduser().resolve()
@@ -177,7 +188,9 @@ def _listed_path(rel: str) -> str | None:
 
 
 def file_url(root: str, rel: str) -> str:
-    """URL of a datapoint under an http root."""
+    """URL of a datapoint under an http root (a presigned GET under a bucket root)."""
+    if objstore.is_bucket(root):
+        return objstore.presign(root, rel)
     return root + quote(rel)
 
 
@@ -249,7 +262,9 @@ def probe_all(root: str, paths: list[str], progress: bool, desc: str, max_worker
 
 
 def list_files(root: str) -> list[str]:
-    """All file paths of a root (local or http)."""
+    """All file paths of a root (local, http or bucket)."""
+    if objstore.is_bucket(root):
+        return objstore.list_keys(root)
     if is_http(root):
         import httpx
 

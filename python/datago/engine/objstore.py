@@ -160,7 +160,8 @@ def _default_client(scheme: str) -> Any:
 
 def list_keys(root: str) -> list[str]:
     """Paths (relative to the prefix) of every object below a normalized bucket root, sorted;
-    ListObjectsV2 pages are followed; folder markers (keys ending with ``/``) are left out.
+    ListObjectsV2 pages are followed; folder markers (keys ending with ``/``) and hidden files
+    (a part starting with ``.``, as in a local folder) are left out.
 
     Raises:
         FileNotFoundError, PermissionError, OSError: as :func:`normalize_root`.
@@ -172,9 +173,9 @@ def list_keys(root: str) -> list[str]:
     try:
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", ()):
-                key = obj["Key"]
-                if not key.endswith("/"):
-                    out.append(key[len(prefix) :])
+                rel = obj["Key"][len(prefix) :]
+                if rel and not rel.endswith("/") and not any(p.startswith(".") for p in rel.split("/")):
+                    out.append(rel)
     except Exception as e:
         raise translate(e, root) from e
     out.sort()

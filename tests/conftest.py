@@ -16,8 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "python"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from photos_util import file_config, real_photos  # noqa: E402
 from s3_util import S3Server  # noqa: E402
+
+from photos_util import file_config, real_photos  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -43,7 +43,9 @@ class S3Server:
             return
         exe = shutil.which("moto_server")
         if exe is None:
-            raise RuntimeError("moto_server not found: pip install 'moto[server]' (build.sh does), or set DATAGO_TEST_S3_ENDPOINT")
+            raise RuntimeError(
+                "moto_server not found: pip install 'moto[server]' (build.sh does), or set DATAGO_TEST_S3_ENDPOINT"
+            )
         port = free_port()
         env = {**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"}
         if auth:

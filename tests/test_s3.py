@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from photos_util import file_config, loader_config
 from s3_util import S3Server, folder_files
 from wds_helpers import make_samples, write_shards
 
 import datago
+from photos_util import file_config, loader_config
 
 
 def load(cfg: dict[str, Any]) -> dict[str, tuple[str, np.ndarray, dict[str, Any]]]:
@@ -65,7 +65,9 @@ def test_file_source_from_a_bucket_matches_the_folder(s3_env: S3Server, photo_bu
     assert set().union(*ranks) == set(local) and sum(map(len, ranks)) == 12
 
 
-def test_config_keys_override_the_environment(s3_server: S3Server, photo_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_keys_override_the_environment(
+    s3_server: S3Server, photo_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"):
         monkeypatch.delenv(k, raising=False)
     s3 = {
@@ -109,7 +111,10 @@ def test_errors_name_the_url(s3_env: S3Server) -> None:
     assert isinstance(e.value, datago.NotFoundError)
     with pytest.raises(FileNotFoundError, match=r"s3://no-such-bucket-datago/shards/"):
         datago.DatagoClient(loader_config("webdataset", {"url": "s3://no-such-bucket-datago/shards/"}))
-    for root, match in (("hdfs://namenode/photos", "hdfs://namenode/photos.*s3://"), ("gs://bucket/photos", "storage.googleapis.com")):
+    for root, match in (
+        ("hdfs://namenode/photos", "hdfs://namenode/photos.*s3://"),
+        ("gs://bucket/photos", "storage.googleapis.com"),
+    ):
         with pytest.raises(ValueError, match=match):
             datago.DatagoClient(file_config(root))
     bucket = s3_env.new_bucket({"train/a.tar": b"x"})
@@ -127,8 +132,16 @@ def test_wrong_keys_are_refused() -> None:
     srv = S3Server(auth=True)
     try:
         bucket = srv.new_bucket({"photos/a.jpg": b"x"})
-        good = {"endpoint_url": srv.endpoint, "region": "us-east-1", "access_key_id": srv.key, "secret_access_key": srv.secret}
-        for key, secret, code in ((srv.key, "wrong", "SignatureDoesNotMatch"), ("AKIAWRONGKEY", "wrong", "InvalidAccessKeyId")):
+        good = {
+            "endpoint_url": srv.endpoint,
+            "region": "us-east-1",
+            "access_key_id": srv.key,
+            "secret_access_key": srv.secret,
+        }
+        for key, secret, code in (
+            (srv.key, "wrong", "SignatureDoesNotMatch"),
+            ("AKIAWRONGKEY", "wrong", "InvalidAccessKeyId"),
+        ):
             s3 = {**good, "access_key_id": key, "secret_access_key": secret}
             with pytest.raises(PermissionError, match=rf"s3://{bucket}/photos/.*403 {code}") as e:
                 datago.DatagoClient(file_config(f"s3://{bucket}/photos", s3=s3))

@@ -17,7 +17,7 @@ from datago.engine import datasources, enable_s3_bucket_downloader, objstore
 from datago.engine.db import Engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from s3_util import S3Server, folder_files  # noqa: E402
+from s3_util import S3Server, folder_files
 
 IMAGE_CONFIG = {"crop_and_resize": True, "default_image_size": 256, "downsampling_ratio": 16}
 

@@ -21,7 +21,9 @@ import threading
 from typing import Any
 
 #: URL forms a datasource root may take, for error messages.
-SUPPORTED = "a local folder, http(s)://host/prefix/, s3://bucket/prefix (gs://bucket/prefix after enable_gcs_bucket_downloader())"
+SUPPORTED = (
+    "a local folder, http(s)://host/prefix/, s3://bucket/prefix (gs://bucket/prefix after enable_gcs_bucket_downloader())"
+)
 
 GCS_S3_ENDPOINT = "https://storage.googleapis.com"
 PRESIGN_EXPIRY_S = 3600
@@ -194,7 +196,14 @@ def presign(root: str, rel: str, expires_s: int = PRESIGN_EXPIRY_S) -> str:
     )
 
 
-_DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled", "InvalidToken", "ExpiredToken"}
+_DENIED = {
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AllAccessDisabled",
+    "InvalidToken",
+    "ExpiredToken",
+}
 _REGION = {"AuthorizationHeaderMalformed", "PermanentRedirect", "IllegalLocationConstraintException"}
 
 
@@ -220,7 +229,9 @@ def translate(exc: BaseException, url: str) -> OSError | ValueError:
             where = f"; the bucket is in {region}" if region else ""
             return OSError(f"{what}: wrong region (HTTP {status} {detail}){where}: set AWS_REGION")
         if status in (401, 403) or code in _DENIED:
-            return PermissionError(f"{what}: access denied (HTTP {status} {detail}); check AWS_ACCESS_KEY_ID / AWS_PROFILE")
+            return PermissionError(
+                f"{what}: access denied (HTTP {status} {detail}); check AWS_ACCESS_KEY_ID / AWS_PROFILE"
+            )
         return OSError(f"{what}: HTTP {status} {detail}")
     if isinstance(exc, NoCredentialsError):
         return PermissionError(f"{url}: no credentials (set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE)")

@@ -22,7 +22,8 @@ from typing import Any
 
 #: URL forms a datasource root may take, for error messages.
 SUPPORTED = (
-    "a local folder, http(s)://host/prefix/, s3://bucket/prefix (gs://bucket/prefix after enable_gcs_bucket_downloader())"
+    "a local folder, http(s)://host/prefix/, s3://bucket/prefix "
+    "(gs://bucket/prefix after enable_gcs_bucket_downloader())"
 )
 
 GCS_S3_ENDPOINT = "https://storage.googleapis.com"

@@ -138,6 +138,8 @@ def test_wrong_keys_are_refused() -> None:
             "access_key_id": srv.key,
             "secret_access_key": srv.secret,
         }
+        if srv.proc is None:  # an external server (MinIO): the right keys pass its signature check
+            datago.DatagoClient(file_config(f"s3://{bucket}/photos", s3=good)).close()
         for key, secret, code in (
             (srv.key, "wrong", "SignatureDoesNotMatch"),
             ("AKIAWRONGKEY", "wrong", "InvalidAccessKeyId"),

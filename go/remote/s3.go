@@ -92,7 +92,7 @@ type S3 struct {
 	credsFrom string // where the credentials came from, for error messages
 
 	mu      sync.Mutex
-	checked map[string]error // bucket -> the raw error of the first check (nil: fine)
+	checked map[string]bool // buckets that answered
 }
 
 var (
@@ -220,7 +220,7 @@ func newS3(sc S3Config) (*S3, error) {
 	}
 	mc.SetAppInfo("datago", "1")
 	return &S3{mc: mc, endpoint: endpoint, expiry: expiry, pageSize: sc.ListPageSize,
-		anonymous: sc.Anonymous, credsFrom: credsFrom, checked: map[string]error{}}, nil
+		anonymous: sc.Anonymous, credsFrom: credsFrom, checked: map[string]bool{}}, nil
 }
 
 // Object is a listed object.
@@ -229,7 +229,7 @@ type Object struct {
 	Size int64
 }
 
-// CheckBucket asks for the bucket once (HEAD bucket): a missing bucket, a refusal, a wrong region
+// CheckBucket asks for the bucket (a ListObjectsV2 of one key; once it answered, not again): a missing bucket, a refusal, a wrong region
 // or an unreachable endpoint is reported here, before any listing, naming the URL.
 func (s *S3) CheckBucket(ctx context.Context, rawURL string) error {
 	bucket, _, err := ParseS3(rawURL)
@@ -238,10 +238,7 @@ func (s *S3) CheckBucket(ctx context.Context, rawURL string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err, ok := s.checked[bucket]; ok {
-		if err != nil {
-			return s.wrap(rawURL, "", err)
-		}
+	if s.checked[bucket] {
 		return nil
 	}
 	// ListObjectsV2 of at most one key: unlike HEAD bucket, a refusal comes with an error code
@@ -252,12 +249,10 @@ func (s *S3) CheckBucket(ctx context.Context, rawURL string) error {
 			lerr = o.Err
 		}
 	}
-	if ctx.Err() == nil {
-		s.checked[bucket] = lerr // the raw error: wrapped for each URL that asks
-	}
 	if lerr != nil {
-		return s.wrap(rawURL, "", lerr)
+		return s.wrap(rawURL, "", lerr) // not remembered: the bucket may be created or opened later
 	}
+	s.checked[bucket] = true
 	return nil
 }
 

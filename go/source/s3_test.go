@@ -186,7 +186,7 @@ func TestS3FolderMatchesLocalFolder(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := src.(*S3Folder).List(context.Background())
+		got, err := src.(*Filesystem).List(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -201,7 +201,7 @@ func TestS3FolderMatchesLocalFolder(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		l, _ := src.(*S3Folder).List(context.Background())
+		l, _ := src.(*Filesystem).List(context.Background())
 		union = append(union, l...)
 	}
 	slices.Sort(union)

@@ -2,7 +2,6 @@ package source
 
 import (
 	"context"
-	"math/rand/v2"
 	"path"
 	"sort"
 	"strings"
@@ -16,101 +15,67 @@ import (
 // s3Timeout bounds the requests a constructor sends (the bucket check, a shard prefix's listing).
 const s3Timeout = 2 * time.Minute
 
-// S3Folder is the file source over s3://bucket/prefix: the objects below the prefix with an image
-// extension, listed with ListObjectsV2 (paginated), then split by rank and ordered exactly like a
-// local folder (sorted keys, every world_size-th to a rank, a seeded shuffle). Each sample's image
-// is a presigned GET fetched through the pipeline's HTTP layer (retries, byte budget).
-type S3Folder struct {
-	s3              *remote.S3
-	root            string // s3://bucket/prefix/ (the prefix ends with "/" unless empty)
-	bucket, prefix  string
-	random          bool
-	seed            int64
-	rank, worldSize int
+// s3Root is the file source's s3:// root_path (Filesystem.bucket): the objects below the prefix
+// with an image extension, listed with ListObjectsV2 (paginated); the Filesystem then orders,
+// splits by rank and resumes them exactly like a local folder's files. Each sample's image is a
+// presigned GET fetched through the pipeline's HTTP layer (retries, byte budget).
+type s3Root struct {
+	s3             *remote.S3
+	root           string // s3://bucket/prefix/ (the prefix ends with "/" unless empty)
+	bucket, prefix string
 }
 
-// newS3Folder builds the file source for an s3:// root_path; the bucket is checked now (a
-// missing bucket, a refusal or a wrong region fail the constructor, naming the URL).
-func newS3Folder(fc FileConfig, c *config.Config) (Source, error) {
+// newS3Root checks the bucket now: a missing bucket, a refusal or a wrong region fail the
+// constructor, naming the URL.
+func newS3Root(rootPath string, c *config.Config) (*s3Root, error) {
 	s3, err := remote.S3For(c)
 	if err != nil {
 		return nil, err
 	}
-	bucket, prefix, err := remote.ParseS3(fc.RootPath)
+	bucket, prefix, err := remote.ParseS3(rootPath)
 	if err != nil {
 		return nil, errs.Errorf(errs.Value, "config key source_config.root_path: %v", err)
 	}
 	if prefix != "" && !strings.HasSuffix(prefix, "/") {
 		prefix += "/"
 	}
-	r, w, err := rankOf("source_config.", fc.Rank, fc.WorldSize, c)
-	if err != nil {
-		return nil, err
-	}
-	f := &S3Folder{s3: s3, root: remote.S3URL(bucket, prefix), bucket: bucket, prefix: prefix,
-		random: fc.RandomSampling, rank: r, worldSize: w}
-	if fc.Seed != nil {
-		f.seed = *fc.Seed
-	} else {
-		f.seed = time.Now().UnixNano()
-	}
+	r := &s3Root{s3: s3, root: remote.S3URL(bucket, prefix), bucket: bucket, prefix: prefix}
 	ctx, cancel := context.WithTimeout(context.Background(), s3Timeout)
 	defer cancel()
-	if err := s3.CheckBucket(ctx, f.root); err != nil {
+	if err := s3.CheckBucket(ctx, r.root); err != nil {
 		return nil, err
 	}
-	return f, nil
+	return r, nil
 }
 
-// List returns this rank's keys relative to the prefix, sorted, or shuffled with random_sampling
-// (the same order a local folder with the same files gives). A prefix without any object is
-// errs.NotFound (a local root_path that does not exist is too).
-func (f *S3Folder) List(ctx context.Context) ([]string, error) {
-	objs, err := f.s3.List(ctx, f.root)
+// keys returns the image keys below the prefix, relative to it, sorted. A prefix without any
+// object is errs.NotFound (as a local root_path that does not exist).
+func (r *s3Root) keys(ctx context.Context) ([]string, error) {
+	objs, err := r.s3.List(ctx, r.root)
 	if err != nil {
 		return nil, err
 	}
 	if len(objs) == 0 {
-		return nil, errs.Errorf(errs.NotFound, "source_config.root_path %s: no object below this prefix", f.root)
+		return nil, errs.Errorf(errs.NotFound, "source_config.root_path %s: no object below this prefix", r.root)
 	}
 	var all []string
 	for _, o := range objs {
-		rel := strings.TrimPrefix(o.Key, f.prefix)
+		rel := strings.TrimPrefix(o.Key, r.prefix)
 		if ImageExtensions[strings.ToLower(path.Ext(rel))] {
 			all = append(all, rel)
 		}
 	}
 	sort.Strings(all)
-	idx := RankSlice(len(all), f.rank, f.worldSize)
-	mine := make([]string, len(idx))
-	for i, j := range idx {
-		mine[i] = all[j]
-	}
-	if f.random {
-		rng := rand.New(rand.NewPCG(uint64(f.seed), 0x9e3779b97f4a7c15))
-		f.seed++ // the next epoch (start after stop) gets another order
-		rng.Shuffle(len(mine), func(i, j int) { mine[i], mine[j] = mine[j], mine[i] })
-	}
-	return mine, nil
+	return all, nil
 }
 
-// Run lists the prefix, then emits one item per object, its image a presigned URL.
-func (f *S3Folder) Run(ctx context.Context, out chan<- *Item) error {
-	keys, err := f.List(ctx)
+// item is the sample of one key: its image a presigned URL, its source the root URL.
+func (r *s3Root) item(ctx context.Context, rel string) (*Item, error) {
+	u, err := r.s3.Presign(ctx, remote.S3URL(r.bucket, r.prefix+rel))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for _, rel := range keys {
-		u, err := f.s3.Presign(ctx, remote.S3URL(f.bucket, f.prefix+rel))
-		if err != nil {
-			return err
-		}
-		it := &Item{ID: rel, Source: f.root, Image: &Payload{URL: u}}
-		if err := Send(ctx, out, it); err != nil {
-			return err
-		}
-	}
-	return nil
+	return &Item{ID: rel, Source: r.root, Image: &Payload{URL: u}}, nil
 }
 
 // s3Shards expands one s3:// url entry of a WebDataset config: an object key ending in ".tar" is

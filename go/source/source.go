@@ -28,6 +28,15 @@ type Item struct {
 	Embedding      []float32
 	DuplicateState int
 
+	// Set by the pipeline: Seq is the item's position in this rank's epoch stream, Ticket its
+	// position among the items that are processed (after a resume drops delivered ones); Failed
+	// marks a tombstone (its fetch failed) that keeps the ordered stages in step.
+	Seq, Ticket int64
+	Failed      bool
+	// Shard and Entry locate a WebDataset sample: the shard's index in the url list and the
+	// sample's index in the shard (unused by the other sources).
+	Shard, Entry int
+
 	Image            *Payload // nil when the sample has no image
 	Masks            []*Payload
 	AdditionalImages []*Payload

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+from .batch import Batch
 from .client import DatagoClient, live_samples
 from .dataset import DatagoIterDataset
 from .errors import (
@@ -23,9 +24,11 @@ from .errors import (
 )
 from .raw_types import ImagePayload
 from .sample import ImageInfo, Sample
+from .state import merge_state_dicts
 
 __all__ = [
     "AbiVersionError",
+    "Batch",
     "ClosedError",
     "ConfigError",
     "DatagoClient",
@@ -42,6 +45,7 @@ __all__ = [
     "SampleTimeoutError",
     "initialize_logging",
     "live_samples",
+    "merge_state_dicts",
     "version",
 ]
 

@@ -156,3 +156,21 @@ def test_wrong_keys_are_refused() -> None:
             datago.DatagoClient(file_config(f"s3://{bucket}/photos", s3={**anon, "anonymous": True}))
     finally:
         srv.stop()
+
+
+def test_bucket_folder_resumes_like_a_folder(s3_env: S3Server, photo_bucket: str) -> None:
+    """The s3:// root is the folder source with a bucket listing: seeded order and state_dict
+    resume work as on a folder (interrupted + resumed = the whole epoch, none twice)."""
+    cfg = file_config(f"s3://{photo_bucket}/photos", seed=3, source_config={"random_sampling": True})
+    with datago.DatagoClient(cfg) as c:
+        full = [s.id for s in c]
+    with datago.DatagoClient(cfg) as c:
+        first = [c.get_sample().id for _ in range(5)]
+        state = c.state_dict()
+    c = datago.DatagoClient(cfg)
+    try:
+        c.load_state_dict(state)
+        rest = [s.id for s in c]
+    finally:
+        c.close()
+    assert first + rest == full and len(full) == 12

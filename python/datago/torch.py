@@ -283,6 +283,8 @@ class DatagoIterableDataset(IterableDataset):
             source.pop("rank", None)
             source.pop("world_size", None)
         cfg.pop("epoch", None)
+        if not self.batched:
+            cfg.pop("image_layout", None)  # samples are laid out here (see _image_tensor)
         cfg["rank"] = self.rank * num_workers + worker
         cfg["world_size"] = self.world_size * num_workers
         if num_workers > 1:

@@ -35,7 +35,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,12 +42,12 @@ from typing import Any
 import numpy as np
 import torch
 from bench_loaders import Result, link_subset, list_images, timed, warm_cache
-from demo_data import build_dataset
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 import datago
 from datago.torch import DatagoIterableDataset
+from demo_data import build_dataset
 
 DOWNSAMPLING_RATIO = 16
 MIN_ASPECT_RATIO, MAX_ASPECT_RATIO = 0.5, 2.0
@@ -222,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.anchor_python} not found: (c) skipped (see the module docstring to set it up)")
         run_c = False
 
-    print(f"datago {datago.version()}, torch {torch.__version__}, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    print(f"datago {datago.version()}, torch {torch.__version__}, {os.cpu_count()} cores, "
+          f"Python {sys.version.split()[0]}")
     build_dataset(args.data, max(DATASET_SIZE, args.n))
     src_root = args.data.resolve()
     files = list_images(src_root)[: args.n]
@@ -265,7 +265,6 @@ def main(argv: list[str] | None = None) -> int:
                     f"  run {r + 1}/{repeat} {key:<13}{n:>5} images {batches[key]:>4} batches {seconds:7.2f} s "
                     f"{n / seconds:7.1f} images/s  {1000 * cpu / max(1, n):6.1f} CPU ms/image"
                 )
-        del pil
 
     a = results["datago.torch"].rate
     print(f"\nsummary: {len(files)} images, batches of {args.batch_size}, {args.size} px, best of {repeat}")

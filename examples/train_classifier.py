@@ -25,6 +25,7 @@ JSON. Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -38,11 +39,10 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from demo_data import build_dataset, find_sources  # noqa: E402
-
 from datago.engine import datasources  # noqa: E402
 from datago.engine.db import Engine  # noqa: E402
 from datago.torch import DatagoIterableDataset, StatefulLoader  # noqa: E402
+from demo_data import build_dataset, find_sources  # noqa: E402
 
 STOP_EXIT_CODE = 3
 _DEMO_NAME = re.compile(r"^\d{5,}_(?P<stem>.+)\.(jpg|png)$")
@@ -58,7 +58,7 @@ class SmallCNN(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         channels = [3, width // 2, width, 2 * width, 2 * width]
-        for cin, cout in zip(channels, channels[1:], strict=False):
+        for cin, cout in itertools.pairwise(channels):
             layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(channels[-1], classes)
@@ -71,7 +71,8 @@ def package_of_sources() -> dict[str, tuple[str, str]]:
     """Lower-case stem of each source photograph -> (wallpaper name, Debian package)."""
     out = {}
     for path in find_sources():
-        package = "mate-backgrounds" if str(path).startswith("/usr/share/backgrounds/mate") else "lomiri-wallpapers-20.04"
+        mate = str(path).startswith("/usr/share/backgrounds/mate")
+        package = "mate-backgrounds" if mate else "lomiri-wallpapers-20.04"
         out[path.stem.lower()] = (path.stem, package)
     return out
 
@@ -115,11 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-after", type=int, default=0, help="exit abruptly after this step (simulated kill)")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --workdir")
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (0: the Go core's threads)")
+    parser.add_argument("--torch-threads", type=int, default=max(1, len(os.sched_getaffinity(0)) // 2),
+                        help="torch's intra-op threads (default: half the cores; the Go core decodes on the rest)")
     parser.add_argument("--log-every", type=int, default=10)
     parser.add_argument("--summary", type=Path, default=None, help="write the loss curve and epochs as JSON")
     args = parser.parse_args(argv)
 
     torch.manual_seed(args.seed)
+    torch.set_num_threads(args.torch_threads)
     args.workdir.mkdir(parents=True, exist_ok=True)
     checkpoint = args.workdir / "checkpoint.pt"
     data_dir = build_dataset(args.data, args.images)
@@ -179,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             optimizer.step()
 
             step += 1
-            losses.append(float(loss))
+            losses.append(loss.item())
             epoch_ids.extend(batch["ids"])
             images_total += len(labels)
             images_log += len(labels)

@@ -4,6 +4,7 @@ from torch.distributed, and resuming through the dataset and the StatefulLoader 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import pickle
 import socket
@@ -87,28 +88,20 @@ def test_to_torch_shares_memory(small_photo_dir: Path) -> None:
             assert images.dtype == torch.uint8 and tuple(images.shape) == array.shape
             assert images.shape[1] == 3 and len(batch) == images.shape[0] == len(tensors["ids"])
             assert images.data_ptr() == array.ctypes.data == array.__array_interface__["data"][0]
-            c_pointer = c_buffer_address(batch)
-            if c_pointer is not None:
-                assert images.data_ptr() == c_pointer
+            assert images.data_ptr() == batch.data_ptr == c_buffer_address(batch)
             images[0, 0, 0, 0] = 7  # writable, and the array sees the write: one buffer
             assert array[0, 0, 0, 0] == 7
+        ds = DatagoIterableDataset(batch_config(small_photo_dir), fields=())
+        item = next(iter(DataLoader(ds, batch_size=None, num_workers=0)))
+        assert set(item) == {"images", STATE_KEY}
+        assert item["images"].is_contiguous() and item["images"].shape[1] == 3
 
 
-def c_buffer_address(batch: Any) -> int | None:
-    """Address of the batch's C pixel buffer, read through cffi (None if the Batch has no handle)."""
+def c_buffer_address(batch: Any) -> int:
+    """Address of the batch's C image buffer, read from the datago_batch struct through cffi."""
     from datago import _lib
 
-    for name in ("_ptr", "_batch", "_c"):
-        ptr = getattr(batch, name, None)
-        if ptr is not None and isinstance(ptr, _lib.ffi.CData):
-            for field in ("images", "data", "pixels"):
-                try:
-                    data = getattr(ptr, field)
-                except AttributeError:
-                    continue
-                if isinstance(data, _lib.ffi.CData):
-                    return int(_lib.ffi.cast("uintptr_t", data))
-    return None
+    return int(_lib.ffi.cast("uintptr_t", batch._c.images))
 
 
 def test_dataset_batches_share_memory_and_carry_fields(small_photo_dir: Path) -> None:
@@ -276,7 +269,7 @@ def test_torch_distributed_defaults(small_photo_dir: Path, tmp_path: Path) -> No
 
 # -- epochs and resume ---------------------------------------------------------------------------
 def test_set_epoch_changes_the_seeded_order(small_photo_dir: Path) -> None:
-    ds = DatagoIterableDataset(batch_config(small_photo_dir, seed=3))
+    ds = DatagoIterableDataset(batch_config(small_photo_dir, seed=3, source_config={"random_sampling": True}))
     epoch0 = flat_ids(read(ds))
     again = flat_ids(read(ds))
     ds.set_epoch(1)
@@ -309,10 +302,13 @@ def test_resume_unseeded_is_the_same_multiset(small_photo_dir: Path) -> None:
     assert Counter(flat_ids(head) + flat_ids(tail)) == Counter(all_ids(small_photo_dir))
 
 
-def test_stateful_loader_resume_with_spawn_workers(small_photo_dir: Path) -> None:
+def test_stateful_loader_resume_with_forkserver_workers(small_photo_dir: Path) -> None:
     cfg = batch_config(small_photo_dir, seed=7)
     full = Counter(all_ids(small_photo_dir))
-    kwargs: dict[str, Any] = {"num_workers": 2, "multiprocessing_context": "spawn"}
+    # StatefulLoader's default start method here (fork is Python's default on Linux): forkserver,
+    # whose server imports torch once (preload) instead of once per worker
+    multiprocessing.get_context("forkserver").set_forkserver_preload(["torch", "datago.torch"])
+    kwargs: dict[str, Any] = {"num_workers": 2}
 
     loader = StatefulLoader(DatagoIterableDataset(cfg), **kwargs)
     head = read(loader, limit=4)
@@ -329,6 +325,16 @@ def test_stateful_loader_resume_with_spawn_workers(small_photo_dir: Path) -> Non
     again.load_state_dict(resumed.state_dict())
     assert read(again) == []
 
+    # another worker count: after one item only worker 0 has delivered (worker 1 is at its start);
+    # the state is merged and the new parts deliver what is left
+    loader = StatefulLoader(DatagoIterableDataset(cfg), **kwargs)
+    head = read(loader, limit=1)
+    state = loader.state_dict()
+    assert state["workers"][1] is None
+    in_process = StatefulLoader(DatagoIterableDataset(cfg))
+    in_process.load_state_dict(state)
+    assert Counter(flat_ids(head) + flat_ids(read(in_process))) == full
+
 
 def test_stateful_loader_in_process_sequence(small_photo_dir: Path) -> None:
     cfg = batch_config(small_photo_dir, seed=9)
@@ -338,6 +344,24 @@ def test_stateful_loader_in_process_sequence(small_photo_dir: Path) -> None:
     resumed = StatefulLoader(DatagoIterableDataset(cfg))
     resumed.load_state_dict(loader.state_dict())
     assert flat_ids(head) + flat_ids(read(resumed)) == full
+
+
+def test_merged_rank_states_resume_on_another_world_size(small_photo_dir: Path) -> None:
+    from datago.torch import merge_state_dicts
+
+    cfg = batch_config(small_photo_dir, seed=11, source_config={"random_sampling": True})
+    loaders = [StatefulLoader(DatagoIterableDataset(cfg, rank=r, world_size=2)) for r in range(2)]
+    heads = [read(loader, limit=2 + r) for r, loader in enumerate(loaders)]
+    states = [json.loads(json.dumps(loader.state_dict())) for loader in loaders]  # all_gather_object
+    merged = merge_state_dicts(states)
+    assert merged["merged"] is True
+    tails = []
+    for r in range(3):  # 2 ranks -> 3 ranks
+        loader = StatefulLoader(DatagoIterableDataset(cfg, rank=r, world_size=3))
+        loader.load_state_dict(merged)
+        tails.append(flat_ids(read(loader)))
+    delivered = [i for head in heads for i in flat_ids(head)] + [i for tail in tails for i in tail]
+    assert Counter(delivered) == Counter(all_ids(small_photo_dir))
 
 
 def test_stateful_loader_refuses_what_would_break_resume(small_photo_dir: Path) -> None:

@@ -121,7 +121,8 @@ class DatagoIterableDataset(IterableDataset):
             engine (its server runs in this process; workers reach it over 127.0.0.1).
         client_config: top-level keys merged into the config (e.g. ``{"batch_size": 32,
             "image_layout": "CHW"}``); for a query result, the client settings
-            (``image_config``, ``batch_size``, ...).
+            (``image_config``, ``batch_size``, ...), whose ``source_config`` entries (e.g.
+            ``random_sampling``) override the db source's.
         fields: metadata added to every item besides the images, any of :data:`FIELDS`.
         rank, world_size: this process's share. Default: the config's own ``rank`` /
             ``world_size`` (``source_config`` or top level), else ``torch.distributed`` when it is
@@ -169,7 +170,8 @@ class DatagoIterableDataset(IterableDataset):
         elif isinstance(source, Mapping):
             config = copy.deepcopy(dict(source))
         elif hasattr(source, "ml_dataset_config"):
-            config = source.ml_dataset_config(client_config)
+            settings = copy.deepcopy(dict(client_config or {}))
+            config = source.ml_dataset_config(settings, **settings.pop("source_config", {}))
             client_config = None
         else:
             raise TypeError(
@@ -395,35 +397,62 @@ class DatagoIterableDataset(IterableDataset):
 
 
 def merge_state_dicts(states: Sequence[Mapping[str, Any] | None]) -> dict[str, Any]:
-    """One global resume state from many: client states (one per rank, from
-    :meth:`DatagoIterableDataset.state_dict`) and/or :class:`StatefulLoader` states (one per rank,
-    each holding one state per worker), typically after ``torch.distributed.all_gather_object``.
-    Load the result on every rank (any world_size or worker count).
+    """One global resume state from every rank's state, typically gathered with
+    ``torch.distributed.all_gather_object``: :class:`StatefulLoader` states (each holding one state
+    per DataLoader worker) and/or client states (:meth:`DatagoIterableDataset.state_dict` with
+    ``num_workers=0``). Every rank then loads the same result; with another world_size or worker
+    count the parts deliver exactly what no old part had delivered (folder and db sources; see
+    ``datago.merge_state_dicts``).
+
+    A worker that had delivered nothing since the start of its epoch counts as at its start.
 
     Raises:
-        ValueError: no state, or a loader state with a worker that never delivered (its
-            part's position is unknown): checkpoint after every worker delivered once, or keep
-            the per-rank states.
+        ValueError: nothing delivered by any worker, or states that are not every part of one run
+            (named by ``datago.merge_state_dicts``).
     """
     import datago
 
-    flat: list[Mapping[str, Any]] = []
+    flat: list[dict[str, Any]] = []
+    missing: list[int] = []
     for state in states:
         if state is None:
             continue
         if _is_loader_state(state):
-            for w, entry in enumerate(state.get("workers") or []):
+            workers = list(state.get("workers") or [])
+            for w, entry in enumerate(workers):
                 if entry is None:
-                    raise ValueError(
-                        f"worker {w} of rank {state.get('rank')} has not delivered anything yet; its "
-                        "state is unknown to this process, so the states cannot be merged"
-                    )
-                flat.append(entry)
+                    missing.append(int(state["rank"]) * len(workers) + w)
+                else:
+                    flat.append(copy.deepcopy(dict(entry)))
         else:
-            flat.append(state)
+            flat.append(copy.deepcopy(dict(state)))
     if not flat:
-        raise ValueError("merge_state_dicts needs at least one state")
+        raise ValueError("merge_state_dicts: no worker has delivered anything (resume from the start instead)")
+    for part in missing:  # nothing delivered since the epoch started: the start of its part
+        flat.append({**copy.deepcopy(flat[0]), "rank": part, "consumed": 0, "pending": []})
     return datago.merge_state_dicts(flat)
+
+
+def _part_start_state(state: Mapping[str, Any], part: int, parts: int) -> dict[str, Any]:
+    """The state the client of part ``part`` of ``parts`` reports right after loading ``state``,
+    before its first item (a merged state becomes that part's own)."""
+    if not state.get("merged"):
+        return copy.deepcopy(dict(state))
+    phases = list(state.get("phases") or [])
+    last = phases[-1] if phases else None
+    if last is not None and last.get("world_size") == parts and len(last.get("ranks") or []) == parts:
+        current, history = last["ranks"][part], phases[:-1]
+    else:
+        current, history = {"consumed": 0, "pending": []}, phases
+    out = {k: copy.deepcopy(v) for k, v in state.items() if k != "merged"}
+    out.update(
+        rank=part,
+        world_size=parts,
+        phases=copy.deepcopy(history),
+        consumed=int(current["consumed"]),
+        pending=sorted(int(s) for s in current["pending"]),
+    )
+    return out
 
 
 class StatefulLoader:
@@ -497,27 +526,32 @@ class StatefulLoader:
 
     def state_dict(self) -> dict[str, Any]:
         """Resume point after the last item yielded (see the class docstring)."""
-        pending = self.dataset._pending
-        if pending is not None and all(w is None for w in self._workers):
-            return copy.deepcopy(pending) if _is_loader_state(pending) else self._wrap([pending])
-        return self._wrap(self._workers)
-
-    def _wrap(self, workers: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
         return {
             "format": _LOADER_STATE_FORMAT,
             "epoch": self.dataset.epoch,
             "rank": self.dataset.rank,
             "world_size": self.dataset.world_size,
             "num_workers": self.num_workers,
-            "workers": copy.deepcopy(list(workers)),
+            "workers": copy.deepcopy(list(self._workers)),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Resume after ``state`` (from :meth:`state_dict`, a client state, or a merged one) at the
-        next iteration."""
+        """Resume after ``state`` at the next iteration: a state of :meth:`state_dict` (same
+        world_size and worker count: each worker continues its own part), one merged by
+        :func:`merge_state_dicts` (any world_size and worker count), or a client state.
+
+        Raises:
+            ValueError: a per-rank state of a multi-rank run with another worker count (merge
+                every rank's state first).
+        """
         self.dataset.load_state_dict(state)
         n = max(1, self.num_workers)
-        if _is_loader_state(state) and len(state.get("workers") or []) == n:
-            self._workers = [None if w is None else dict(w) for w in state["workers"]]
-        else:
-            self._workers = [None] * n
+        rank, world_size = self.dataset.rank, self.dataset.world_size
+        if _is_loader_state(state):
+            workers = list(state.get("workers") or [])
+            if len(workers) == n and state.get("world_size") == world_size:
+                self._workers = [None if w is None else copy.deepcopy(dict(w)) for w in workers]
+                return
+            self.dataset._state_for_part(0, n)  # raises for a multi-rank run
+            state = merge_state_dicts([state])
+        self._workers = [_part_start_state(state, rank * n + w, world_size * n) for w in range(n)]

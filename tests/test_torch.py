@@ -93,7 +93,7 @@ def test_to_torch_shares_memory(small_photo_dir: Path) -> None:
             assert array[0, 0, 0, 0] == 7
         ds = DatagoIterableDataset(batch_config(small_photo_dir), fields=())
         item = next(iter(DataLoader(ds, batch_size=None, num_workers=0)))
-        assert set(item) == {"images", STATE_KEY}
+        assert set(item) == {"images"}
         assert item["images"].is_contiguous() and item["images"].shape[1] == 3
 
 
@@ -121,9 +121,10 @@ def test_dataset_batches_share_memory_and_carry_fields(small_photo_dir: Path) ->
         assert tuple(images.shape[2:]) == (h, w)
         assert item["original_sizes"].dtype == torch.int64 and tuple(item["original_sizes"].shape) == (n, 2)
         assert item["sources"] == ["filesystem"] * n and item["attributes"] == [{}] * n
-        state = item[STATE_KEY]
-        assert state["worker"] == 0 and state["num_workers"] == 1 and state["parts"] == 1
-        json.dumps(state)  # JSON-able
+        assert STATE_KEY not in item  # in this process, ds.state_dict() is the resume point
+    state = ds.state_dict()
+    assert state is not None and state["rank"] == 0 and state["world_size"] == 1
+    json.dumps(state)  # JSON-able
 
 
 @pytest.mark.filterwarnings(PIN_WARNING)
@@ -206,6 +207,7 @@ def test_spawn_workers_take_disjoint_complete_parts(small_photo_dir: Path) -> No
     for item in items:
         st = item[STATE_KEY]
         assert (st["num_workers"], st["parts"], st["part"]) == (2, 2, st["worker"])
+        assert (st["state"]["rank"], st["state"]["world_size"]) == (st["part"], 2)
         per_worker.setdefault(st["worker"], []).extend(item_ids(item))
     assert set(per_worker) == {0, 1}
     assert not set(per_worker[0]) & set(per_worker[1])
@@ -219,7 +221,10 @@ import datago
 from datago.torch import DatagoIterableDataset
 
 ds = DatagoIterableDataset(CONFIG)
-assert len(list(ds)) > 0  # the library is now loaded in this (parent) process
+# the library not loaded here yet: forked workers create their own clients
+ids = [item["id"] for item in DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context="fork")]
+assert len(ids) == len(set(ids)) == EXPECTED, ids
+assert len(list(ds)) == EXPECTED  # the library is now loaded in this (parent) process
 try:
     for _ in DataLoader(ds, batch_size=None, num_workers=1, multiprocessing_context="fork"):
         pass
@@ -231,9 +236,10 @@ sys.exit(1)
 """
 
 
-def test_fork_with_library_loaded_gives_fork_error(small_photo_dir: Path) -> None:
-    cfg = small_config(small_photo_dir, limit=4)
+def test_fork_works_until_the_library_is_loaded_then_fork_error(small_photo_dir: Path) -> None:
+    cfg = small_config(small_photo_dir)
     code = textwrap.dedent(FORK_SCRIPT).replace("CONFIG", repr(cfg))
+    code = code.replace("EXPECTED", str(len(all_ids(small_photo_dir))))
     env = python_env()
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=SUBPROCESS_TIMEOUT_S

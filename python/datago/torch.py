@@ -144,8 +144,9 @@ class DatagoIterableDataset(IterableDataset):
     ``"attributes"``, ``"original_size"`` (W, H), ``"masks"`` (``dict[str, uint8 (H, W)]``),
     ``"additional_images"``, ``"latents"`` as asked.
 
-    Every item also carries ``"datago_state"``: ``{"worker", "num_workers", "part", "parts",
-    "epoch", "state"}``, the resume point of the worker that produced it after that item.
+    In a DataLoader worker, every item also carries ``"datago_state"``: ``{"worker",
+    "num_workers", "part", "parts", "epoch", "state"}``, the resume point of the worker that
+    produced it after that item (in this process, :meth:`state_dict` is that point).
 
     Use it with ``DataLoader(ds, batch_size=None, ...)``. It pickles (only the config is kept;
     the client is created lazily in the process that iterates). One iteration at a time.
@@ -198,7 +199,9 @@ class DatagoIterableDataset(IterableDataset):
         self._pending: dict[str, Any] | None = None  # state to resume from at the next iteration
         self._client: Any = None
         self._client_key: tuple[int, int, int] | None = None
-        self._last_state: dict[str, Any] | None = None
+        self._last_state: dict[str, Any] | None = None  # snapshot taken when an iteration ended
+        self._running = False  # an iteration of this process is under way
+        self._generation = 0  # counts iterations, so that a stale one never stops a newer one
 
     # -- pickling: only the config crosses process boundaries ------------------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -206,6 +209,7 @@ class DatagoIterableDataset(IterableDataset):
         state["_client"] = None
         state["_client_key"] = None
         state["_last_state"] = None
+        state["_running"] = False
         return state
 
     # -- epochs and state ------------------------------------------------------------------------
@@ -224,15 +228,16 @@ class DatagoIterableDataset(IterableDataset):
     def state_dict(self) -> dict[str, Any] | None:
         """The resume point after the last item this process's iteration yielded: the client's
         ``state_dict()`` (JSON-able; see the README), or the state loaded and not yet used, or None
-        before anything was read.
+        before anything was read this epoch.
 
         With DataLoader workers (``num_workers > 0``) this process reads nothing: use
         :class:`StatefulLoader`, whose ``state_dict`` holds one state per worker.
         """
         if self._client is not None and self._client_key is not None and self._client_key[0] == os.getpid():
+            if self._running:
+                return self._client.state_dict()
             if self._last_state is not None:
                 return copy.deepcopy(self._last_state)
-            return self._client.state_dict()
         return copy.deepcopy(self._pending)
 
     def load_state_dict(self, state: Mapping[str, Any] | None) -> None:
@@ -323,6 +328,9 @@ class DatagoIterableDataset(IterableDataset):
         if resume is not None:
             client.load_state_dict(resume)
         client.start()
+        self._generation += 1
+        generation = self._generation
+        self._running = True
         part, parts = self.rank * num_workers + worker, self.world_size * num_workers
         meta = {"worker": worker, "num_workers": num_workers, "part": part, "parts": parts}
         get = client.get_batch if self.batched else client.get_sample
@@ -331,14 +339,14 @@ class DatagoIterableDataset(IterableDataset):
             while (item := get()) is not None:
                 out = convert(item)
                 del item
-                state = client.state_dict()
-                self._last_state = state
-                out[STATE_KEY] = {**meta, "epoch": self.epoch, "state": state}
+                if info is not None:  # in a worker, the item is the only way out for its state
+                    out[STATE_KEY] = {**meta, "epoch": self.epoch, "state": client.state_dict()}
                 yield out
         finally:
-            if self._last_state is None:
+            if generation == self._generation:
                 self._last_state = client.state_dict()
-            client.stop()
+                self._running = False
+                client.stop()
 
     # -- conversion ------------------------------------------------------------------------------
     def _batch_item(self, batch: Any) -> dict[str, Any]:
@@ -464,7 +472,7 @@ class StatefulLoader:
         dataset: the dataset.
         num_workers: DataLoader worker processes (0: read in this process, recommended).
         pin_memory: as DataLoader's.
-        keep_state: leave ``"datago_state"`` in the yielded items (default: removed).
+        keep_state: with workers, leave ``"datago_state"`` in the yielded items (default: removed).
         **loader_kwargs: more DataLoader arguments (``prefetch_factor``, ``timeout``, ...). With
             workers and no ``multiprocessing_context``, ``"forkserver"`` is used when the default
             start method is ``fork``.
@@ -519,6 +527,9 @@ class StatefulLoader:
         iterator = iter(self.loader)  # workers now hold their copy of the dataset (and its state)
         if self.num_workers > 0:
             self.dataset._pending = None
+        if self.num_workers == 0:  # the dataset runs here: its state_dict() is exact
+            yield from iterator
+            return
         for item in iterator:
             info = item[STATE_KEY] if self.keep_state else item.pop(STATE_KEY)
             self._workers[info["worker"]] = info["state"]
@@ -526,6 +537,12 @@ class StatefulLoader:
 
     def state_dict(self) -> dict[str, Any]:
         """Resume point after the last item yielded (see the class docstring)."""
+        if self.num_workers == 0:
+            state = self.dataset.state_dict()
+            if state is not None and _is_loader_state(state):
+                return state  # loaded, not started yet
+            ds = self.dataset
+            self._workers = [None if state is None else _part_start_state(state, ds.rank, ds.world_size)]
         return {
             "format": _LOADER_STATE_FORMAT,
             "epoch": self.dataset.epoch,

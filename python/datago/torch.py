@@ -140,9 +140,9 @@ class DatagoIterableDataset(IterableDataset):
       ``original_sizes``, ...).
 
     Without ``batch_size``: ``"image"`` ``torch.uint8`` ``(H, W, C)`` (``(C, H, W)`` with
-    ``image_layout`` ``"CHW"``; a copy, since images differ in size), and ``"id"``, ``"source"``,
-    ``"attributes"``, ``"original_size"`` (W, H), ``"masks"`` (``dict[str, uint8 (H, W)]``),
-    ``"additional_images"``, ``"latents"`` as asked.
+    ``image_layout`` ``"CHW"``; a copy, since images differ in size; None for a metadata-only db
+    row), and ``"id"``, ``"source"``, ``"attributes"``, ``"original_size"`` (W, H), ``"bucket"``,
+    ``"masks"`` (``dict[str, uint8 (H, W)]``), ``"additional_images"``, ``"latents"`` as asked.
 
     In a DataLoader worker, every item also carries ``"datago_state"``: ``{"worker",
     "num_workers", "part", "parts", "epoch", "state"}``, the resume point of the worker that
@@ -154,6 +154,10 @@ class DatagoIterableDataset(IterableDataset):
     Raises:
         ValueError: an unknown field, or a rank outside [0, world_size).
         TypeError: ``source`` is neither a config nor a query result.
+
+    Iterating raises what the client raises (``ValueError`` naming a bad config key or a state that
+    does not fit, ``FileNotFoundError``, ``OSError``), and :class:`datago.ForkError` in a worker
+    forked from a process that had loaded the library.
     """
 
     def __init__(
@@ -381,7 +385,8 @@ class DatagoIterableDataset(IterableDataset):
         return torch.from_numpy(np.array(array, order="C"))  # a writable, contiguous copy
 
     def _sample_item(self, sample: Any) -> dict[str, Any]:
-        out: dict[str, Any] = {"image": self._image_tensor(sample.image_array)}
+        array = sample.image_array  # None for a metadata-only row (db, require_images false)
+        out: dict[str, Any] = {"image": None if array is None else self._image_tensor(array)}
         f = self.fields
         if "id" in f:
             out["id"] = sample.id
@@ -392,8 +397,7 @@ class DatagoIterableDataset(IterableDataset):
         if "original_size" in f:
             out["original_size"] = (int(sample.original_width), int(sample.original_height))
         if "bucket" in f:
-            h, w = sample.image_array.shape[:2]
-            out["bucket"] = (int(w), int(h))
+            out["bucket"] = None if array is None else (int(array.shape[1]), int(array.shape[0]))
         if "masks" in f:
             out["masks"] = {k: torch.from_numpy(np.array(v[..., 0] if v.ndim == 3 else v))
                             for k, v in sample.mask_arrays.items()}

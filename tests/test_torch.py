@@ -311,10 +311,9 @@ def test_resume_unseeded_is_the_same_multiset(small_photo_dir: Path) -> None:
 def test_stateful_loader_resume_with_forkserver_workers(small_photo_dir: Path) -> None:
     cfg = batch_config(small_photo_dir, seed=7)
     full = Counter(all_ids(small_photo_dir))
-    # StatefulLoader's default start method here (fork is Python's default on Linux): forkserver,
-    # whose server imports torch once (preload) instead of once per worker
+    # forkserver, whose server imports torch once (preload) instead of once per worker (spawn)
     multiprocessing.get_context("forkserver").set_forkserver_preload(["torch", "datago.torch"])
-    kwargs: dict[str, Any] = {"num_workers": 2}
+    kwargs: dict[str, Any] = {"num_workers": 2, "multiprocessing_context": "forkserver"}
 
     loader = StatefulLoader(DatagoIterableDataset(cfg), **kwargs)
     head = read(loader, limit=4)
@@ -372,6 +371,9 @@ def test_merged_rank_states_resume_on_another_world_size(small_photo_dir: Path) 
 
 def test_stateful_loader_refuses_what_would_break_resume(small_photo_dir: Path) -> None:
     ds = DatagoIterableDataset(batch_config(small_photo_dir))
+    if multiprocessing.get_start_method() == "fork":  # Python's default on Linux before 3.14
+        context = StatefulLoader(ds, num_workers=2).loader.multiprocessing_context
+        assert context is not None and context.get_start_method() == "spawn"
     with pytest.raises(ValueError, match="batch_size"):
         StatefulLoader(ds, batch_size=4)
     with pytest.raises(ValueError, match="persistent_workers"):

@@ -478,8 +478,10 @@ class StatefulLoader:
         pin_memory: as DataLoader's.
         keep_state: with workers, leave ``"datago_state"`` in the yielded items (default: removed).
         **loader_kwargs: more DataLoader arguments (``prefetch_factor``, ``timeout``, ...). With
-            workers and no ``multiprocessing_context``, ``"forkserver"`` is used when the default
-            start method is ``fork``.
+            workers and no ``multiprocessing_context``, ``"spawn"`` is used when the default start
+            method is ``fork``: torch's workers notice the death of their parent process, and
+            under ``forkserver`` their parent is the fork server, which outlives a killed main
+            process, so the workers would run on.
 
     Raises:
         ValueError: ``batch_size``/``sampler``/``collate_fn`` given (the dataset batches), or
@@ -512,7 +514,7 @@ class StatefulLoader:
             import multiprocessing
 
             if multiprocessing.get_start_method(allow_none=True) in (None, "fork"):
-                loader_kwargs["multiprocessing_context"] = "forkserver"
+                loader_kwargs["multiprocessing_context"] = "spawn"
         self.dataset = dataset
         self.num_workers = num_workers
         self.keep_state = keep_state

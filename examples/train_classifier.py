@@ -1,7 +1,8 @@
 """Train a small CNN on the demo photos with datago.torch, checkpoint mid-epoch, get killed, resume.
 
 The demo dataset (``benchmarks/demo_data.py``) cuts crops out of the wallpapers of Debian's
-``mate-backgrounds`` and ``lomiri-wallpapers-20.04``. This script
+``mate-backgrounds`` and ``lomiri-wallpapers-20.04`` (or, with ``--photos DIR``, out of the
+photographs in DIR, e.g. the repository's ``tests/data/photos``). This script
 
 1. scans it into a datago engine datasource (SQLite in ``--workdir``) and sets two metadata fields
    per photo: ``wallpaper`` (the source photograph a crop was cut from, the class to learn) and
@@ -42,7 +43,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from datago.engine import datasources  # noqa: E402
 from datago.engine.db import Engine  # noqa: E402
 from datago.torch import DatagoIterableDataset, StatefulLoader  # noqa: E402
-from demo_data import build_dataset, find_sources  # noqa: E402
+from demo_data import N_SUBFOLDERS, build_dataset, find_sources, plan, render  # noqa: E402
 
 STOP_EXIT_CODE = 3
 _DEMO_NAME = re.compile(r"^\d{5,}_(?P<stem>.+)\.(jpg|png)$")
@@ -67,21 +68,41 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x).mean(dim=(2, 3)))
 
 
-def package_of_sources() -> dict[str, tuple[str, str]]:
-    """Lower-case stem of each source photograph -> (wallpaper name, Debian package)."""
-    out = {}
-    for path in find_sources():
-        mate = str(path).startswith("/usr/share/backgrounds/mate")
-        package = "mate-backgrounds" if mate else "lomiri-wallpapers-20.04"
-        out[path.stem.lower()] = (path.stem, package)
-    return out
+def package_of(source: Path) -> str:
+    """The Debian package a wallpaper comes from: lomiri-wallpapers-20.04 names its photographs
+    "Title_by_Author", mate-backgrounds does not."""
+    return "lomiri-wallpapers-20.04" if "_by_" in source.stem else "mate-backgrounds"
 
 
-def label_datasource(data_dir: Path, engine: Engine) -> Any:
-    """Scan the demo folder into the datasource "wallpapers" and set ``wallpaper`` and ``package``
-    for the datapoints that have none yet (one transaction)."""
+def build_demo(out_dir: Path, n: int, seed: int, photos: Path | None) -> tuple[Path, list[Path]]:
+    """The demo images and their source photographs: from Debian's wallpaper packages
+    (benchmarks/demo_data.py), or cut the same way from the photographs in ``photos`` (e.g. the
+    repository's tests/data/photos, copies of those wallpapers), rendered in this process.
+
+    Raises:
+        FileNotFoundError: no source photographs.
+    """
+    if photos is None:
+        return build_dataset(out_dir, n, seed), find_sources()
+    sources = sorted(p for p in Path(photos).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not sources:
+        raise FileNotFoundError(f"--photos {photos}: no .jpg/.png photographs")
+    marker = out_dir / ".complete-photos"
+    key = json.dumps({"n": n, "seed": seed, "photos": [p.name for p in sources]})
+    if not (marker.is_file() and marker.read_text() == key):
+        for k in range(min(n, N_SUBFOLDERS)):
+            (out_dir / f"part{k}").mkdir(parents=True, exist_ok=True)
+        for task in plan(sources, out_dir, n, seed):
+            render(task)
+        marker.write_text(key)
+    return out_dir, sources
+
+
+def label_datasource(data_dir: Path, source_photos: list[Path], engine: Engine) -> Any:
+    """Scan the demo folder into the datasource "wallpapers" and set ``wallpaper`` (the source
+    photograph's name) and ``package`` for the datapoints that have none yet (one transaction)."""
     src = datasources.get_or_create("wallpapers", data_dir, db_url=engine, progress=False)
-    sources = package_of_sources()
+    sources = {p.stem.lower(): (p.stem, package_of(p)) for p in source_photos}
     fields = src.fields
     unlabeled = src[src["package"].is_null()].all() if "package" in fields else src.all()
     with src.metadata_context() as ctx:
@@ -105,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT / "demo_data", help="demo dataset folder (built if missing)")
     parser.add_argument("--images", type=int, default=2000, help="demo dataset size")
+    parser.add_argument("--photos", type=Path, default=None,
+                        help="cut the demo images from the photographs in this folder (e.g. tests/data/photos) "
+                             "instead of Debian's wallpaper packages")
     parser.add_argument("--workdir", type=Path, default=ROOT / "train_out", help="checkpoint and engine database")
     parser.add_argument("--steps", type=int, default=300, help="training steps (batches)")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -126,11 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.torch_threads)
     args.workdir.mkdir(parents=True, exist_ok=True)
     checkpoint = args.workdir / "checkpoint.pt"
-    data_dir = build_dataset(args.data, args.images)
+    data_dir, source_photos = build_demo(args.data, args.images, 0, args.photos)  # the demo set: seed 0
 
     # -- labels from an engine query --------------------------------------------------------------
     engine = Engine(args.workdir / "engine.sqlite")
-    src = label_datasource(data_dir, engine)
+    src = label_datasource(data_dir, source_photos, engine)
     view = src[src["package"].is_not_null()]
     if args.package:
         view = view[view["package"] == args.package]

@@ -1,5 +1,6 @@
-"""examples/train_classifier.py, short: killed mid-epoch after a checkpoint, resumed; the loss goes
-down and the interrupted epoch delivers every photo exactly once."""
+"""examples/train_classifier.py, short, on demo images cut from the committed test photographs:
+killed mid-epoch after a checkpoint, resumed; the loss goes down and the interrupted epoch delivers
+every photo exactly once."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "examples" / "train_classifier.py"
+PHOTOS = ROOT / "tests" / "data" / "photos"  # copies of the Debian wallpapers (see its LICENSE.md)
 TIMEOUT_S = 600
 STOP_EXIT_CODE = 3  # examples/train_classifier.py's --stop-after exit
 
@@ -26,7 +28,8 @@ def run(args: list[str]) -> subprocess.CompletedProcess[str]:
 def test_train_classifier_kill_and_resume(tmp_path: Path) -> None:
     images = 96
     common = [
-        "--data", str(tmp_path / "demo"), "--images", str(images), "--workdir", str(tmp_path / "work"),
+        "--data", str(tmp_path / "demo"), "--images", str(images), "--photos", str(PHOTOS),
+        "--workdir", str(tmp_path / "work"),
         "--steps", "30", "--batch-size", "8", "--size", "64", "--checkpoint-every", "4", "--log-every", "2",
         "--summary", str(tmp_path / "summary.json"),
     ]  # fmt: skip

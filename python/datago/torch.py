@@ -20,7 +20,7 @@ the library already loaded in the parent, the worker raises :class:`datago.ForkE
 
 Resuming: with ``num_workers=0`` the dataset's :meth:`~DatagoIterableDataset.state_dict` is the
 resume point after the last batch the loop received. With workers the main process cannot see the
-workers' clients: every item carries its worker's state under ``"datago_state"``, and
+workers' clients: every item from a worker carries the worker's state under ``"datago_state"``, and
 :class:`StatefulLoader` (a DataLoader wrapper) keeps the latest one per worker and strips it.
 """
 
@@ -326,11 +326,11 @@ class DatagoIterableDataset(IterableDataset):
         client = self._get_client(worker, num_workers)
         client.stop()  # idempotent; a start after a stop is a new epoch
         resume = self._state_for_part(worker, num_workers)
-        self._pending = None
         self._last_state = None
         client.set_epoch(self.epoch)
         if resume is not None:
-            client.load_state_dict(resume)
+            client.load_state_dict(resume)  # a state that does not fit raises here, and stays loaded
+        self._pending = None
         client.start()
         self._generation += 1
         generation = self._generation

@@ -195,9 +195,7 @@ def run_anchor(python: str, root: Path, size: int, batch_size: int, count: int) 
     }
     args = json.dumps({"config": config, "batch_size": batch_size})
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    proc = subprocess.run(
-        [python, "-c", ANCHOR_SCRIPT, args], capture_output=True, text=True, env=env, timeout=1800
-    )
+    proc = subprocess.run([python, "-c", ANCHOR_SCRIPT, args], capture_output=True, text=True, env=env, timeout=1800)
     if proc.returncode != 0:
         raise RuntimeError(f"Photoroom's datago failed ({python}):\n{proc.stderr[-2000:]}")
     report = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -228,8 +226,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.anchor_python} not found: (c) skipped (see the module docstring to set it up)")
         run_c = False
 
-    print(f"datago {datago.version()}, torch {torch.__version__}, {os.cpu_count()} cores, "
-          f"Python {sys.version.split()[0]}")
+    print(
+        f"datago {datago.version()}, torch {torch.__version__}, {os.cpu_count()} cores, Python {sys.version.split()[0]}"
+    )
     build_dataset(args.data, max(DATASET_SIZE, args.n))
     src_root = args.data.resolve()
     files = list_images(src_root)[: args.n]
@@ -279,13 +278,17 @@ def main(argv: list[str] | None = None) -> int:
     for res in results.values():
         ratio = a / res.rate if res.rate else math.inf
         cpu_ratio = res.cpu_ms / a_cpu if a_cpu else math.nan
-        print(f"  {res.name:<46}{res.rate:>10.1f}{median_rate(res):>8.1f}{res.best:>9.2f}{ratio:>7.2f}x"
-              f"{res.cpu_ms:>12.1f}{cpu_ratio:>6.2f}x")
+        print(
+            f"  {res.name:<46}{res.rate:>10.1f}{median_rate(res):>8.1f}{res.best:>9.2f}{ratio:>7.2f}x"
+            f"{res.cpu_ms:>12.1f}{cpu_ratio:>6.2f}x"
+        )
     for key, label, aim in (("dataloader", "(b)", 3.0), ("photoroom", "(c)", 1.5)):
         if key in results:
             res = results[key]
-            print(f"  (a)/{label}: best {a / res.rate:.2f}x, median {a_med / median_rate(res):.2f}x, "
-                  f"CPU per image {res.cpu_ms / a_cpu:.2f}x (aim >= {aim})")
+            print(
+                f"  (a)/{label}: best {a / res.rate:.2f}x, median {a_med / median_rate(res):.2f}x, "
+                f"CPU per image {res.cpu_ms / a_cpu:.2f}x (aim >= {aim})"
+            )
     return 0
 
 

@@ -43,6 +43,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from datago.engine import datasources  # noqa: E402
 from datago.engine.db import Engine  # noqa: E402
 from datago.torch import DatagoIterableDataset, StatefulLoader  # noqa: E402
+
+# isort: split
+# benchmarks/demo_data.py (first- or third-party to isort depending on a ./demo_data folder)
 from demo_data import N_SUBFOLDERS, build_dataset, find_sources, plan, render  # noqa: E402
 
 STOP_EXIT_CODE = 3
@@ -126,9 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT / "demo_data", help="demo dataset folder (built if missing)")
     parser.add_argument("--images", type=int, default=2000, help="demo dataset size")
-    parser.add_argument("--photos", type=Path, default=None,
-                        help="cut the demo images from the photographs in this folder (e.g. tests/data/photos) "
-                             "instead of Debian's wallpaper packages")
+    parser.add_argument(
+        "--photos",
+        type=Path,
+        default=None,
+        help="cut the demo images from the photographs in this folder (e.g. tests/data/photos) "
+        "instead of Debian's wallpaper packages",
+    )
     parser.add_argument("--workdir", type=Path, default=ROOT / "train_out", help="checkpoint and engine database")
     parser.add_argument("--steps", type=int, default=300, help="training steps (batches)")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -140,8 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-after", type=int, default=0, help="exit abruptly after this step (simulated kill)")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --workdir")
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (0: the Go core's threads)")
-    parser.add_argument("--torch-threads", type=int, default=max(1, len(os.sched_getaffinity(0)) // 2),
-                        help="torch's intra-op threads (default: half the cores; the Go core decodes on the rest)")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=max(1, len(os.sched_getaffinity(0)) // 2),
+        help="torch's intra-op threads (default: half the cores; the Go core decodes on the rest)",
+    )
     parser.add_argument("--log-every", type=int, default=10)
     parser.add_argument("--summary", type=Path, default=None, help="write the loss curve and epochs as JSON")
     args = parser.parse_args(argv)
@@ -213,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             images_log += len(labels)
             if step % args.log_every == 0 or step == args.steps:
                 now = time.perf_counter()
-                recent = losses[-args.log_every:]
+                recent = losses[-args.log_every :]
                 print(
                     f"epoch {epoch} step {step:>5}/{args.steps}  loss {sum(recent) / len(recent):.3f}  "
                     f"{images_log / (now - t_log):7.1f} images/s  (bucket {tuple(images.shape[2:])})",
@@ -221,16 +232,19 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 t_log, images_log = now, 0
             if step % args.checkpoint_every == 0:
-                save_checkpoint(checkpoint, {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "data": json.dumps(loader.state_dict()),  # JSON-able: one dict for this rank
-                    "step": step,
-                    "epoch": epoch,
-                    "losses": losses,
-                    "epoch_ids": epoch_ids,
-                    "epochs": json.dumps(epochs),
-                })
+                save_checkpoint(
+                    checkpoint,
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "data": json.dumps(loader.state_dict()),  # JSON-able: one dict for this rank
+                        "step": step,
+                        "epoch": epoch,
+                        "losses": losses,
+                        "epoch_ids": epoch_ids,
+                        "epochs": json.dumps(epochs),
+                    },
+                )
                 print(f"checkpoint at step {step}", flush=True)
             if args.stop_after and step == args.stop_after:
                 print(f"stopping abruptly after step {step} (--stop-after)", flush=True)
@@ -238,20 +252,35 @@ def main(argv: list[str] | None = None) -> int:
             if step >= args.steps:
                 break
         else:
-            report = {"event": "epoch_end", "epoch": epoch, "samples": len(epoch_ids),
-                      "unique": len(set(epoch_ids)), "expected": len(result)}
+            report = {
+                "event": "epoch_end",
+                "epoch": epoch,
+                "samples": len(epoch_ids),
+                "unique": len(set(epoch_ids)),
+                "expected": len(result),
+            }
             epochs.append(report)
             print(json.dumps(report), flush=True)
             epoch, epoch_ids = epoch + 1, []
 
     elapsed = time.perf_counter() - t_start
-    print(f"done: {step} steps, {images_total} images in {elapsed:.1f} s, {images_total / elapsed:.1f} images/s "
-          f"(this run); loss {losses[0]:.3f} -> {losses[-1]:.3f}", flush=True)
+    print(
+        f"done: {step} steps, {images_total} images in {elapsed:.1f} s, {images_total / elapsed:.1f} images/s "
+        f"(this run); loss {losses[0]:.3f} -> {losses[-1]:.3f}",
+        flush=True,
+    )
     if args.summary:
-        args.summary.write_text(json.dumps({
-            "steps": step, "losses": losses, "epochs": epochs, "classes": classes,
-            "images_per_second": images_total / elapsed,
-        }))
+        args.summary.write_text(
+            json.dumps(
+                {
+                    "steps": step,
+                    "losses": losses,
+                    "epochs": epochs,
+                    "classes": classes,
+                    "images_per_second": images_total / elapsed,
+                }
+            )
+        )
     engine.dispose()
     return 0
 

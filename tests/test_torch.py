@@ -193,8 +193,9 @@ def test_rank_defaults_from_environment(small_photo_dir: Path, monkeypatch: pyte
 
 
 def test_ranks_are_disjoint_and_complete(small_photo_dir: Path) -> None:
-    seen = [flat_ids(read(DatagoIterableDataset(batch_config(small_photo_dir), rank=r, world_size=3)))
-            for r in range(3)]
+    seen = [
+        flat_ids(read(DatagoIterableDataset(batch_config(small_photo_dir), rank=r, world_size=3))) for r in range(3)
+    ]
     assert sum(len(s) for s in seen) == len(all_ids(small_photo_dir))
     assert set().union(*map(set, seen)) == all_ids(small_photo_dir)
 
@@ -396,7 +397,8 @@ def test_engine_query_through_the_dataset(small_photo_dir: Path, tmp_path: Path)
         want = {str(d.datapoint_id): d.path for d in result}
         assert want and len(want) < len(names)
         ds = DatagoIterableDataset(
-            result, {"image_config": {"crop_and_resize": True, "default_image_size": 64}, "batch_size": 4},
+            result,
+            {"image_config": {"crop_and_resize": True, "default_image_size": 64}, "batch_size": 4},
             fields=("id", "attributes", "source"),
         )
         items = read(DataLoader(ds, batch_size=None, num_workers=0))
@@ -405,7 +407,12 @@ def test_engine_query_through_the_dataset(small_photo_dir: Path, tmp_path: Path)
             assert all(a["label"] == "png" for a in item["attributes"])
             assert item["sources"] == ["small"] * len(item["ids"])
             assert item["images"].shape[-1] == 3  # HWC by default
-        assert np.all([a["index"] == names.index(want[i]) for item in items
-                       for i, a in zip(item["ids"], item["attributes"], strict=True)])
+        assert np.all(
+            [
+                a["index"] == names.index(want[i])
+                for item in items
+                for i, a in zip(item["ids"], item["attributes"], strict=True)
+            ]
+        )
     finally:
         engine.dispose()

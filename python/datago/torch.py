@@ -54,9 +54,7 @@ __all__ = [
 ]
 
 #: Metadata a dataset can add to each item (``fields=``), besides the images.
-FIELDS = frozenset(
-    {"id", "source", "attributes", "original_size", "bucket", "masks", "additional_images", "latents"}
-)
+FIELDS = frozenset({"id", "source", "attributes", "original_size", "bucket", "masks", "additional_images", "latents"})
 #: Key of the worker's resume state in every yielded item (dropped by :class:`StatefulLoader`).
 STATE_KEY = "datago_state"
 _LOADER_STATE_FORMAT = "datago.torch.loader/1"
@@ -364,9 +362,8 @@ class DatagoIterableDataset(IterableDataset):
         if "attributes" in f:
             out["attributes"] = list(batch.attributes)
         if "original_size" in f:
-            out["original_sizes"] = torch.tensor(
-                [list(s) for s in batch.original_sizes], dtype=torch.int64
-            ).reshape(-1, 2)
+            sizes = [list(size) for size in batch.original_sizes]
+            out["original_sizes"] = torch.tensor(sizes, dtype=torch.int64).reshape(-1, 2)
         if "bucket" in f:
             out["bucket"] = tuple(int(v) for v in batch.bucket)
         if "masks" in f:
@@ -399,8 +396,9 @@ class DatagoIterableDataset(IterableDataset):
         if "bucket" in f:
             out["bucket"] = None if array is None else (int(array.shape[1]), int(array.shape[0]))
         if "masks" in f:
-            out["masks"] = {k: torch.from_numpy(np.array(v[..., 0] if v.ndim == 3 else v))
-                            for k, v in sample.mask_arrays.items()}
+            out["masks"] = {
+                k: torch.from_numpy(np.array(v[..., 0] if v.ndim == 3 else v)) for k, v in sample.mask_arrays.items()
+            }
         if "additional_images" in f:
             out["additional_images"] = {k: self._image_tensor(v) for k, v in sample.additional_image_arrays.items()}
         if "latents" in f:

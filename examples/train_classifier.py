@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         help="cut the demo images from the photographs in this folder (e.g. tests/data/photos) "
         "instead of Debian's wallpaper packages",
     )
-    parser.add_argument("--workdir", type=Path, default=ROOT / "train_out", help="checkpoint and engine database")
+    parser.add_argument("--workdir", type=Path, default=ROOT / "demo_out" / "train", help="checkpoint, engine db")
     parser.add_argument("--steps", type=int, default=300, help="training steps (batches)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--size", type=int, default=128, help="bucket size in px (buckets of about size² pixels)")

@@ -88,7 +88,7 @@ def image_array(path: str | Path) -> np.ndarray:
         raise OSError(f"cannot read image {str(path)!r}: {exc}") from exc
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+    return np.array(arr.transpose(2, 0, 1), order="C")  # a writable copy (torch.from_numpy)
 
 
 class _TorchTensors:

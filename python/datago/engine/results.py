@@ -142,13 +142,19 @@ class Datapoint:
         return self.datasource.default_dataset_location / ".metadata_blobs"
 
     def _blob_sha(self, field: str) -> str | None:
-        """The sha256 of blob field ``field`` (None when the value is bytes or a path already)."""
+        """The sha256 of blob field ``field`` while its value is still the hash (None once it
+        is bytes or the path of a fetched copy).
+
+        Raises:
+            KeyError: no value for ``field``.
+            TypeError: not a blob field.
+        """
         if field not in self.metadata:
             raise KeyError(f"datapoint {self.path!r} has no value for field {field!r}")
         if self._types.get(field) != "bytes":
             raise TypeError(f"field {field!r} is not a blob field")
         value = self.metadata[field]
-        return value if isinstance(value, str) else None
+        return value if isinstance(value, str) and _is_sha256(value) else None
 
     def _blob_bytes(self, sha: str, cache_on_disk: bool) -> tuple[bytes, Path | None]:
         """The blob's bytes, read from the disk cache when it has them, else from the blob store
@@ -201,8 +207,8 @@ class Datapoint:
         sha = self._blob_sha(field)
         value = self.metadata[field]
         if sha is None:
-            if isinstance(value, Path):
-                data = value.read_bytes()
+            if isinstance(value, (Path, str)):  # a fetched copy (str: path_format="str")
+                data = Path(value).read_bytes()
                 if store_value:
                     self.metadata[field] = data
                 return data
@@ -249,6 +255,10 @@ class Datapoint:
     def read(self) -> bytes:
         """The file's content. Raises as :meth:`Datasource.read_file`."""
         return self.datasource.read_file(self.path)
+
+
+def _is_sha256(value: str) -> bool:
+    return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
 #: seconds a signed download URL of :attr:`Datapoint.download_url` stays valid
@@ -380,11 +390,14 @@ class QueryResult(Sequence[Datapoint]):
             for f in fields:
                 if f in d.metadata:
                     sha = d._blob_sha(f)  # TypeError for a field that is not a blob field
-                    if sha is not None:
+                    if sha is not None or (load_into_memory and not isinstance(d.metadata[f], bytes)):
                         jobs.append((d, f, sha))
 
-        def load(job: tuple[Datapoint, str, str]) -> None:
+        def load(job: tuple[Datapoint, str, str | None]) -> None:
             d, f, sha = job
+            if sha is None:  # a fetched copy, to be loaded into memory
+                d.metadata[f] = Path(d.metadata[f]).read_bytes()
+                return
             data, cached = d._blob_bytes(sha, cache_on_disk)
             if load_into_memory or cached is None:
                 d.metadata[f] = data

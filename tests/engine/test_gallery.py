@@ -135,6 +135,26 @@ def test_visualize_serves_a_paged_gallery(engine: Engine, photo_root: Path, monk
         ds.visualize(open_browser=False, page_size=0)
 
 
+def test_visualize_uses_the_engine_server_url(engine: Engine, photo_root: Path) -> None:
+    """With ``engine.server_url`` (a ``datago serve`` on the same database), the gallery link
+    points at that server, which accepts its signature; no server is started in this process."""
+    from datago.engine.server import serve_in_background
+
+    ds = make_source(engine, photo_root)
+    other = Engine(engine.url, blob_dir=engine.blobs.directory)  # the team server's own handle
+    base_url, _key, stop = serve_in_background(other)
+    try:
+        engine.server_url = base_url + "/"
+        url = ds[ds["label"] == "water"].visualize(open_browser=False)
+        assert url.startswith(base_url + "/gallery?") and engine._background is None
+        page = _Page(httpx.get(url, timeout=30).text)
+        assert [c["path"] for c in page.cards] == ["Aqua.jpg", "Dune.jpg", "sub/Storm.jpg"]
+    finally:
+        engine.server_url = None
+        stop()
+        other.dispose()
+
+
 def chromium() -> str:
     path = shutil.which("chromium")
     if path is None:  # .ci/run installs it

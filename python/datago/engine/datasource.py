@@ -400,8 +400,9 @@ class Datasource:
 
     def visualize(self, open_browser: bool = True, page_size: int = 48, **kwargs: Any) -> str:
         """Open a gallery of this view's datapoints in the browser: thumbnails with their
-        metadata, paged, served by the engine's server (started in this process on 127.0.0.1
-        if it is not running; DagsHub opens Voxel51 here).
+        metadata, paged, served by the engine's server: :attr:`Engine.server_url
+        <datago.engine.db.Engine.server_url>` when set (``datago serve`` on this database), else
+        one started in this process on 127.0.0.1 (DagsHub opens Voxel51 here).
 
         Args:
             open_browser: open the URL with :mod:`webbrowser` (default True).
@@ -418,7 +419,10 @@ class Datasource:
 
         if not 1 <= int(page_size) <= 500:
             raise ValueError(f"page_size must be in 1..500, got {page_size}")
-        base_url, _key = self.engine.background_server()
+        if self.engine.server_url:  # a datago serve on this database (it accepts our signature)
+            base_url = self.engine.server_url.rstrip("/")
+        else:
+            base_url, _key = self.engine.background_server()
         view = {**self.to_dict(), "page_size": int(page_size)}
         url = gallery_url(base_url, self.engine.secret(), json.dumps(view, separators=(",", ":"), sort_keys=True))
         if open_browser:

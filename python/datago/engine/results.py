@@ -127,14 +127,7 @@ class Datapoint:
         ``$DATAGO_SERVER_URL``; valid for :data:`DOWNLOAD_URL_TTL` seconds), else the file's URL
         for an http root, else a ``file://`` URL of the file under the local root (the embedded
         engine)."""
-        ds = self.datasource
-        server = ds.engine.server_url
-        if server:
-            exp = int(time.time()) + DOWNLOAD_URL_TTL
-            return _signing.file_url(server.rstrip("/"), ds.engine.secret(), ds.id, self.path, exp)
-        if _scan.is_http(ds.root):
-            return _scan.file_url(ds.root, self.path)
-        return Path(ds.root, *self.path.split("/")).as_uri()
+        return download_url_maker(self.datasource)(self.path)
 
     @property
     def blob_cache_location(self) -> Path:
@@ -257,6 +250,22 @@ class Datapoint:
         return self.datasource.read_file(self.path)
 
 
+def download_url_maker(ds: Datasource) -> Callable[[str], str]:
+    """A function: datapoint path -> its download URL (see :attr:`Datapoint.download_url`), with
+    the per-datasource work (signing key, root URI) done once."""
+    server = ds.engine.server_url
+    if server:
+        base = f"{server.rstrip('/')}/files/{ds.id}/"
+        exp = int(time.time()) + DOWNLOAD_URL_TTL
+        signer = _signing.Signer(ds.engine.secret(), "file", str(ds.id), exp)
+        return lambda path: f"{base}{_signing.quote_path(path)}?exp={exp}&sig={signer(path)}"
+    if _scan.is_http(ds.root):
+        root = ds.root
+        return lambda path: _scan.file_url(root, path)
+    prefix = Path(ds.root).as_uri().rstrip("/") + "/"
+    return lambda path: prefix + _signing.quote_path(path)
+
+
 def _is_sha256(value: str) -> bool:
     return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
@@ -340,8 +349,9 @@ class QueryResult(Sequence[Datapoint]):
 
         names = sorted({k for d in self.entries for k in d.metadata})
         base = ["path", "datapoint_id", "dagshub_download_url", "size", "width", "height", "format", "created_at"]
+        url = download_url_maker(self.datasource)
         rows = [
-            [d.path, d.datapoint_id, d.download_url, d.size, d.width, d.height, d.format, d.created_at]
+            [d.path, d.datapoint_id, url(d.path), d.size, d.width, d.height, d.format, d.created_at]
             + [d.metadata.get(n) for n in names]
             for d in self.entries
         ]

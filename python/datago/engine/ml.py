@@ -361,19 +361,18 @@ def _iterable_dataset_class() -> type:
                 idx = self._index.get(int(item["id"]))
                 if idx is None:  # a datapoint added after the query ran
                     continue
-                image = item["image"]
-                if image.ndim == 2:
-                    image = image[:, :, None]
-                first = torch.as_tensor(image).permute(2, 0, 1).to(torch.float32)
-                if callable(tz) or tz[0] is not items.tensorlib.image:
+                image = item.get("image")
+                if image is None or callable(tz) or tz[0] is not items.tensorlib.image:
                     raw = items.raw(idx)
                     if callable(tz):
                         yield tz(raw)
                         continue
                     yield [f(v) for f, v in zip(tz, raw, strict=True)]
                     continue
+                if image.ndim == 2:
+                    image = image[:, :, None]
                 _, path, values = items.rows[idx]
-                out = [first]
+                out = [torch.as_tensor(image).permute(2, 0, 1).to(torch.float32)]
                 for c, f, v in zip(items.metadata_columns, tz[1:], values, strict=True):
                     if v is items._missing:
                         raise KeyError(f"datapoint {path!r} has no value for metadata column {c!r}")

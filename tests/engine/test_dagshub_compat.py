@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import pickle
 import re
 import subprocess
 import sys
@@ -363,6 +364,8 @@ def test_lazy_fetches_on_access_into_savedir(labelled: Datasource, photo_root: P
     assert score.dtype == torch.float32 and score.item() == 0.75
     assert dp_id.item() == res["png/Storm.png"].datapoint_id
     assert dataset.savedir == save and dataset.strategy == "lazy"
+    copy = pickle.loads(pickle.dumps(dataset))  # as DataLoader workers under spawn receive it
+    assert type(copy) is type(dataset) and torch.equal(copy[2][0], image) and copy[2][2].item() == dp_id.item()
 
 
 def test_preload_fetches_everything_before_the_first_item(labelled: Datasource, tmp_path: Path) -> None:
@@ -385,6 +388,7 @@ def test_background_prefetches_in_the_core(labelled: Datasource, photo_root: Pat
     assert isinstance(dataset, torch.utils.data.IterableDataset) and len(dataset) == 3
     assert isinstance(dataset.source, dt.DatagoIterableDataset)
     assert dataset.source.config["source_type"] == "db"  # the core reads the query from the engine server
+    assert type(pickle.loads(pickle.dumps(dataset))) is type(dataset)
     by_id = {d.datapoint_id: d for d in res}
     seen = {}
     for image, dp_id, score in dataset:
@@ -444,6 +448,10 @@ def test_as_ml_dataloader_splits_arguments(labelled: Datasource) -> None:
     dataset = res.as_ml_dataset("torch", metadata_columns=["score"])
     again = res.as_ml_dataloader(dataset, batch_size=1)  # a dataset instead of a flavor
     assert again.dataset is dataset
+    workers = res.as_ml_dataloader(
+        "torch", metadata_columns=["score"], batch_size=1, num_workers=2, multiprocessing_context="spawn"
+    )
+    assert [b[1].tolist() for b in workers] == [[0.75], [1.0]]  # the dataset pickles into worker processes
     with pytest.raises(TypeError, match="need a flavor"):
         res.as_ml_dataloader(dataset, metadata_columns=["score"])
     everything = labelled[labelled["score"] > 0].all()

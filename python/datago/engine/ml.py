@@ -307,6 +307,8 @@ def _map_dataset_class() -> type:
         def __getitem__(self, idx: int) -> Any:
             return self.tensorize(self.raw(idx))
 
+    QueryDataset.__qualname__ = "QueryDataset"  # pickled by reference (module __getattr__)
+    QueryDataset.__module__ = __name__
     return QueryDataset
 
 
@@ -379,6 +381,8 @@ def _iterable_dataset_class() -> type:
                     out.append(f(items.local(str(v)) if c in items.file_columns else v))
                 yield out
 
+    BackgroundDataset.__qualname__ = "BackgroundDataset"
+    BackgroundDataset.__module__ = __name__
     return BackgroundDataset
 
 

@@ -50,6 +50,15 @@ def postgres_url() -> Iterator[str | None]:
         admin.dispose()
 
 
+@pytest.fixture(autouse=True)
+def datasets_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``$DATAGO_DATASETS_DIR`` of each test: its own folder (``default_dataset_location``, blob
+    caches and default download folders never land in the home folder or leak between tests)."""
+    folder = tmp_path / "datasets"
+    monkeypatch.setenv("DATAGO_DATASETS_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path, postgres_url: str | None) -> Iterator[object]:
     """An empty engine on SQLite (a temp file) or PostgreSQL (in this session's schema, tables

@@ -16,7 +16,10 @@ PACKAGE = "datago.engine"
 # be placed in a layer here.
 LAYERS: list[tuple[str, set[str]]] = [
     ("storage", {"values", "signing", "objstore", "scan", "blobs", "schema", "db", "writes", "tokens"}),
-    ("query", {"query", "sql", "executor", "render", "dataroom", "results", "datasource", "datasources", "datasets"}),
+    (
+        "query",
+        {"query", "sql", "executor", "render", "dataroom", "results", "datasource", "datasources", "datasets", "ml"},
+    ),
     ("server", {"server"}),  # the package and its modules
     ("top", {"cli", ""}),  # "" is the package datago.engine itself
 ]

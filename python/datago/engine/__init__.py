@@ -20,7 +20,7 @@ or PostgreSQL (``postgresql+psycopg://...``). Importing this package loads no na
 Layers (each imports only the ones before it; ``tests/engine/test_layering.py`` checks it):
 storage (``values``, ``signing``, ``scan``, ``blobs``, ``schema``, ``db``, ``writes``, ``tokens``)
 → query (``query``, ``sql``, ``executor``, ``render``, ``dataroom``, ``results``, ``datasource``,
-``datasources``, ``datasets``) → server (the ``server`` package) → ``cli`` and this package,
+``datasources``, ``datasets``, ``ml``) → server (the ``server`` package) → ``cli`` and this package,
 which installs the server's starter for :meth:`Engine.background_server` (storage does not
 import the server).
 """
@@ -33,7 +33,7 @@ from typing import Any
 from . import datasets, datasources
 from .datasets import get_dataset
 from .datasource import Datasource
-from .datasources import delete_source, get_datasource, get_datasources, get_or_create
+from .datasources import create_datasource, delete_source, get_datasource, get_datasources, get_or_create
 from .db import Engine, get_engine, set_background_starter
 from .objstore import enable_gcs_bucket_downloader, enable_s3_bucket_downloader
 from .query import And, Condition, Field, Not, Or, Query
@@ -51,6 +51,7 @@ __all__ = [
     "Or",
     "Query",
     "QueryResult",
+    "create_datasource",
     "datasets",
     "datasources",
     "delete_source",

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
+import os
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 import sqlalchemy as sa
@@ -18,10 +21,21 @@ from .query import And, Field, Or, Query
 from .results import Datapoint, MetadataContext, QueryResult
 from .values import check_field_name, check_name, has_nul, is_missing
 
-__all__ = ["Datapoint", "Datasource", "FieldRef", "MetadataContext", "QueryResult", "find_datasource"]
+__all__ = [
+    "Datapoint",
+    "Datasource",
+    "FieldRef",
+    "MetadataContext",
+    "QueryResult",
+    "find_datasource",
+    "find_datasource_by_id",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
+
+#: folder under which ``default_dataset_location`` puts each datasource's files and blobs
+DATASETS_DIR_ENV = "DATAGO_DATASETS_DIR"
 
 
 def _exact(q: Query | None) -> str | None:
@@ -280,20 +294,26 @@ class Datasource:
         size (bytes) and width/height/format from image headers (no pixel decode), with a tqdm
         progress bar. Hidden files are skipped; existing datapoints are not updated.
 
+        Datapoints registered by a metadata write before their file was scanned get their size,
+        width, height and format now.
+
         Returns:
-            Number of datapoints added.
+            Number of datapoints added or completed.
 
         Raises:
             OSError: the local root cannot be listed.
             httpx.HTTPError: the http root cannot be listed.
         """
         with self.engine.read() as conn:
-            known = set(
-                conn.execute(sa.select(datapoints.c.path).where(datapoints.c.datasource_id == self.id)).scalars()
-            )
+            rows = conn.execute(
+                sa.select(datapoints.c.path, datapoints.c.size).where(datapoints.c.datasource_id == self.id)
+            ).all()
+        known = {p for p, size in rows if size is not None}
+        pending = {p for p, size in rows if size is None}  # registered by metadata before a scan
         new = [p for p in _scan.list_files(self.root) if p not in known]
         records = _scan.probe_all(self.root, new, progress, f"scan {self.name}", max_workers)
-        return writes.add_datapoints(self.engine, self.id, records)
+        filled = writes.fill_datapoints(self.engine, self.id, [r for r in records if r["path"] in pending])
+        return filled + writes.add_datapoints(self.engine, self.id, [r for r in records if r["path"] not in pending])
 
     def add_datapoints(self, records: Iterable[Mapping[str, Any]]) -> int:
         """Register datapoints without scanning (bulk insert); see
@@ -322,19 +342,34 @@ class Datasource:
             ctx.update_metadata(paths, metadata)
         return ctx.written
 
-    def upload_metadata_from_dataframe(self, df: pandas.DataFrame, path_column: str = "path") -> int:
-        """Write one metadata field per other column of ``df`` for the datapoint in
-        ``path_column``, in one transaction. Missing values (None, NaN, NaT) are skipped.
+    def upload_metadata_from_dataframe(self, df: pandas.DataFrame, path_column: str | int | None = None) -> int:
+        """Write one metadata field per other column of ``df`` for the datapoint in the path
+        column, in one transaction. Missing values (None, NaN, NaT) are skipped. Paths the scan
+        has not seen yet become datapoints (see :func:`datago.engine.writes.write_metadata`).
+
+        Args:
+            df: one row per datapoint.
+            path_column: the column of paths (relative to the root): its name, or its position
+                (int) as in DagsHub's Data Engine; None (default): the first column.
 
         Returns:
             Number of values changed.
 
         Raises:
-            KeyError: no ``path_column``, or a path that is not a datapoint (nothing written).
+            KeyError: no such column, or a path that is not a valid datapoint path (nothing
+                written).
             TypeError: a value type that does not match its field (nothing written).
             ValueError: a reserved field name or a value no backend stores alike (an int beyond
                 64 bits, a str with NUL; nothing written).
         """
+        if path_column is None:
+            if len(df.columns) == 0:
+                raise KeyError("dataframe has no columns (the first column is the path column)")
+            path_column = df.columns[0]
+        elif isinstance(path_column, int) and not isinstance(path_column, bool):
+            if not -len(df.columns) <= path_column < len(df.columns):
+                raise KeyError(f"dataframe has no column at index {path_column} ({len(df.columns)} columns)")
+            path_column = df.columns[path_column]
         if path_column not in df.columns:
             raise KeyError(f"dataframe has no column {path_column!r}")
         columns = [c for c in df.columns if c != path_column]  # labels; the field names are str(label)
@@ -351,6 +386,50 @@ class Datasource:
                 values[str(c)] = v
             updates.append((str(path), values))
         return writes.write_metadata(self.engine, self.id, updates)
+
+    @property
+    def default_dataset_location(self) -> Path:
+        """Where this datasource's files and blobs are saved when no folder is given
+        (``download_files()``, ``get_blob()``'s cache, ``as_ml_dataset(savedir=None)``):
+        ``$DATAGO_DATASETS_DIR`` or ``~/datago/datasets``, then ``<name>-<key>``, ``key`` 8 hex
+        digits of the engine URL, datasource id and root (two engines' datasources of one name do
+        not share a folder). Not created here."""
+        base = os.environ.get(DATASETS_DIR_ENV) or str(Path.home() / "datago" / "datasets")
+        key = hashlib.sha256(f"{self.engine.url}\x00{self.id}\x00{self.root}".encode()).hexdigest()[:8]
+        return Path(base).expanduser() / f"{self.name}-{key}"
+
+    def visualize(self, open_browser: bool = True, page_size: int = 48, **kwargs: Any) -> str:
+        """Open a gallery of this view's datapoints in the browser: thumbnails with their
+        metadata, paged, served by the engine's server: :attr:`Engine.server_url
+        <datago.engine.db.Engine.server_url>` when set (``datago serve`` on this database), else
+        one started in this process on 127.0.0.1 (DagsHub opens Voxel51 here).
+
+        Args:
+            open_browser: open the URL with :mod:`webbrowser` (default True).
+            page_size: thumbnails per page (1..500).
+            kwargs: accepted and ignored (DagsHub's visualizer options).
+
+        Returns:
+            The gallery URL (signed; valid for a day).
+
+        Raises:
+            ValueError: ``page_size`` outside 1..500.
+        """
+        from .signing import gallery_url
+
+        if not 1 <= int(page_size) <= 500:
+            raise ValueError(f"page_size must be in 1..500, got {page_size}")
+        if self.engine.server_url:  # a datago serve on this database (it accepts our signature)
+            base_url = self.engine.server_url.rstrip("/")
+        else:
+            base_url, _key = self.engine.background_server()
+        view = {**self.to_dict(), "page_size": int(page_size)}
+        url = gallery_url(base_url, self.engine.secret(), json.dumps(view, separators=(",", ":"), sort_keys=True))
+        if open_browser:
+            import webbrowser
+
+            webbrowser.open(url)
+        return url
 
     def save_dataset(self, name: str, overwrite: bool = False) -> Datasource:
         """Store this view (query, select, as_of) under ``name``; it is re-evaluated whenever
@@ -415,5 +494,14 @@ def find_datasource(engine: Engine, name: str) -> Datasource | None:
     with engine.read() as conn:
         row = conn.execute(
             sa.select(datasources.c.id, datasources.c.name, datasources.c.root).where(datasources.c.name == name)
+        ).first()
+    return None if row is None else Datasource(engine, int(row.id), str(row.name), str(row.root))
+
+
+def find_datasource_by_id(engine: Engine, datasource_id: int) -> Datasource | None:
+    """The datasource with id ``datasource_id`` of ``engine``, or None when there is none."""
+    with engine.read() as conn:
+        row = conn.execute(
+            sa.select(datasources.c.id, datasources.c.name, datasources.c.root).where(datasources.c.id == datasource_id)
         ).first()
     return None if row is None else Datasource(engine, int(row.id), str(row.name), str(row.root))

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from . import scan as _scan
 from . import writes
-from .datasource import Datasource, find_datasource
+from .datasource import Datasource, find_datasource, find_datasource_by_id
 from .db import (
     Engine,
     datasources,
@@ -69,13 +69,27 @@ def get_or_create(
     return ds
 
 
-def get_datasource(name: str, db_url: DbArg = None) -> Datasource:
-    """The existing datasource ``name``.
+def get_datasource(name: str | None = None, db_url: DbArg = None, *, id: int | None = None) -> Datasource:
+    """The existing datasource named ``name``, or with the id ``id`` (as DagsHub's
+    ``datasources.get_datasource(name=...)`` / ``(id=...)``, without the repository argument).
 
     Raises:
         KeyError: no such datasource.
+        ValueError: neither or both of ``name`` and ``id`` given.
+        TypeError: an ``id`` that is not an int (or a str of digits).
     """
-    ds = find_datasource(get_engine(db_url), name)
+    if (name is None) == (id is None):
+        raise ValueError("get_datasource takes either name=... or id=...")
+    engine = get_engine(db_url)
+    if id is not None:
+        if isinstance(id, bool) or not isinstance(id, (int, str)) or (isinstance(id, str) and not id.isdigit()):
+            raise TypeError(f"datasource id must be an int, got {id!r}")
+        ds = find_datasource_by_id(engine, int(id))
+        if ds is None:
+            raise KeyError(f"no datasource with id {id!r}")
+        return ds
+    assert name is not None
+    ds = find_datasource(engine, name)
     if ds is None:
         raise KeyError(f"no datasource named {name!r}")
     return ds
@@ -100,3 +114,17 @@ def delete_source(name: str, db_url: DbArg = None) -> None:
     """
     engine = get_engine(db_url)
     writes.delete_datasource(engine, get_datasource(name, engine).id)
+
+
+def create_datasource(name: str, root: str | os.PathLike[str], db_url: DbArg = None, scan: bool = True) -> Datasource:
+    """A new datasource (DagsHub's ``create_datasource`` / ``create_from_bucket`` without the
+    repository argument): like :func:`get_or_create`, without a progress bar.
+
+    Raises:
+        ValueError: ``name`` exists already, or is not a valid name.
+        FileNotFoundError: a local root that is not a folder.
+    """
+    check_name("datasource", name)
+    if find_datasource(get_engine(db_url), name) is not None:
+        raise ValueError(f"datasource {name!r} already exists")
+    return get_or_create(name, root, db_url, scan=scan, progress=False)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import os
 import secrets
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ from .schema import (
 __all__ = [
     "BLOB_DIR_ENV",
     "DEFAULT_DB_ENV",
+    "SERVER_URL_ENV",
     "BackgroundStarter",
     "BlobStore",
     "Engine",
@@ -63,7 +66,14 @@ __all__ = [
     "to_us",
 ]
 
+#: the engine's logger: at DEBUG every SQL statement with its parameters, duration (ms) and row
+#: count (``logging.basicConfig(level=logging.DEBUG)`` shows them)
+log = logging.getLogger("datago.engine")
+
 DEFAULT_DB_ENV = "DATAGO_ENGINE_DB"
+#: base URL of a ``datago serve`` on the same database (``http://host:8000``): datapoint download
+#: URLs are then signed URLs it serves (see :attr:`Engine.server_url`)
+SERVER_URL_ENV = "DATAGO_SERVER_URL"
 BLOB_DIR_ENV = "DATAGO_ENGINE_BLOBS"
 
 
@@ -123,6 +133,7 @@ class Engine:
             kwargs["pool_size"] = 8
             kwargs["max_overflow"] = 16
         self.sa = sa.create_engine(self.url, **kwargs)
+        _log_statements(self.sa)
         if self.dialect == "sqlite":
             self._setup_sqlite(memory)
         elif self.dialect == "postgresql":
@@ -140,6 +151,11 @@ class Engine:
                 blob_dir = Path.home() / ".cache" / "datago" / "blobs"
         self.blobs = BlobStore(blob_dir)
         self._secret: bytes | None = None
+        #: base URL of a server for this database (``datago serve``; default
+        #: ``$DATAGO_SERVER_URL``): datapoints' ``download_url`` are then signed URLs of that server
+        #: (it accepts them: the signing secret lives in the database); None: ``file://`` URLs
+        #: for local roots, the file's URL for http roots
+        self.server_url: str | None = os.environ.get(SERVER_URL_ENV) or None
         #: incremented after every write transaction committed through this engine (the server
         #: drops pages it computed ahead when it changes)
         self.write_generation = 0
@@ -280,6 +296,38 @@ class Engine:
         if self._temp_blob_dir is not None:
             shutil.rmtree(self._temp_blob_dir, ignore_errors=True)
             self._temp_blob_dir = None
+
+
+def _short(parameters: Any, limit: int = 300) -> str:
+    text = repr(parameters)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
+
+
+def _log_statements(sa_engine: sa.engine.Engine) -> None:
+    """Log every statement of ``sa_engine`` on :data:`log` at DEBUG: its SQL on one line, its
+    parameters (shortened), its duration in ms and the cursor's row count. Costs one level check
+    per statement when DEBUG is off."""
+
+    @sa.event.listens_for(sa_engine, "before_cursor_execute")
+    def _before(conn: Connection, _cursor: Any, _stmt: str, _params: Any, _ctx: Any, _many: bool) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            conn.info.setdefault("datago_sql_start", []).append(time.perf_counter())
+
+    @sa.event.listens_for(sa_engine, "after_cursor_execute")
+    def _after(conn: Connection, cursor: Any, statement: str, parameters: Any, _ctx: Any, many: bool) -> None:
+        starts = conn.info.get("datago_sql_start")
+        if not starts:
+            return
+        ms = (time.perf_counter() - starts.pop()) * 1000
+        rows = getattr(cursor, "rowcount", -1)
+        log.debug(
+            "SQL %.2f ms, rowcount %s%s: %s | parameters: %s",
+            ms,
+            rows,
+            " (executemany)" if many else "",
+            " ".join(statement.split()),
+            _short(parameters),
+        )
 
 
 #: ``engine -> (base_url, api_key, stop)``: starts a server for ``engine`` (see

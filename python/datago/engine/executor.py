@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
 from .db import Engine, datapoints, datasources, fields, metadata_values
+from .db import log as _log
 from .query import Query
 from .sql import SqlContext, compile_query
 from .values import INT64_MAX, INT64_MIN, has_nul
@@ -312,6 +315,7 @@ def fetch_page(engine: Engine, spec: PageSpec) -> tuple[list[Record], str | None
     Raises:
         ValueError: malformed cursor.
     """
+    start = time.perf_counter()
     raw = page_rows(engine, dataclasses.replace(spec, columns=None))
     fields_by_id = raw.fields
     c = FIRST_COLUMN
@@ -327,4 +331,15 @@ def fetch_page(engine: Engine, spec: PageSpec) -> tuple[list[Record], str | None
         if field is not None:
             name, ftype = field
             rec.values[name] = (ftype, value_of(row, ftype))
+    if _log.isEnabledFor(logging.DEBUG):
+        _log.debug(
+            "query %s (sources %s, select %s, as_of %s, limit %s): %d datapoints in %.2f ms",
+            None if spec.query is None else spec.query.to_json(),
+            spec.source_ids if spec.source_ids is not None else spec.source_names,
+            spec.select,
+            spec.as_of_us,
+            spec.limit,
+            len(by_id),
+            (time.perf_counter() - start) * 1000,
+        )
     return list(by_id.values()), raw.next_cursor

@@ -75,3 +75,11 @@ def blob_url(base_url: str, secret: bytes, sha256: str, exp: int) -> str:
     """Absolute signed URL of a blob."""
     sig = sign(secret, "blob", sha256, "", exp)
     return f"{base_url}/blobs/{sha256}?exp={exp}&sig={sig}"
+
+
+def gallery_url(base_url: str, secret: bytes, view_json: str, exp: int | None = None) -> str:
+    """Absolute signed URL of the server's ``/gallery`` page for a view (``view_json``: a
+    :meth:`Datasource.to_dict` JSON text plus ``page_size``); ``exp`` defaults to a day from now."""
+    exp = int(time.time()) + 86400 if exp is None else exp
+    sig = sign(secret, "gallery", "", view_json, exp)
+    return f"{base_url}/gallery?view={quote(view_json, safe='')}&exp={exp}&sig={sig}"

@@ -109,6 +109,49 @@ def add_datapoints(engine: Engine, datasource_id: int, records: Iterable[Mapping
     return len(rows)
 
 
+def _valid_path(path: str) -> bool:
+    if has_nul(path):
+        return False
+    try:
+        safe_relpath(path)
+    except ValueError:
+        return False
+    return True
+
+
+def fill_datapoints(engine: Engine, datasource_id: int, records: Iterable[Mapping[str, Any]]) -> int:
+    """Set ``size``, ``width``, ``height`` and ``format`` of registered datapoints that have no
+    ``size`` yet (registered by a metadata write before the scan saw their file).
+
+    Args:
+        records: mappings with ``path`` and the probed ``size`` (bytes), ``width``, ``height``
+            (pixels), ``format``.
+
+    Returns:
+        Number of datapoints updated.
+
+    Raises:
+        KeyError: the datasource does not exist.
+    """
+    records = [r for r in records if isinstance(r.get("path"), str)]
+    if not records:
+        return 0
+    updated = 0
+    with engine.write() as conn:
+        lock_datasource(conn, datasource_id)
+        for r in records:
+            updated += conn.execute(
+                sa.update(datapoints)
+                .where(
+                    datapoints.c.datasource_id == datasource_id,
+                    datapoints.c.path == r["path"],
+                    datapoints.c.size.is_(None),
+                )
+                .values(size=r.get("size"), width=r.get("width"), height=r.get("height"), format=r.get("format"))
+            ).rowcount
+    return updated
+
+
 def normalize_tags(value: Any) -> Any:
     """``tags`` values: a list/tuple/set of str or a comma-separated str become one
     comma-separated str without blanks or empty items; other values are returned unchanged."""
@@ -137,7 +180,12 @@ def write_metadata(engine: Engine, datasource_id: int, updates: Iterable[tuple[s
         ValueError: an invalid or reserved field name, or a value no backend stores alike (an
             int outside 64 bits, NaN, a str with NUL; the message names the field and the
             path). Nothing is written.
-        KeyError: a path that is not a datapoint of the datasource. Nothing is written.
+        KeyError: a path that is neither a datapoint of the datasource nor a valid relative
+            datapoint path (see :func:`datago.engine.scan.safe_relpath`). Nothing is written.
+
+    A valid path that is not registered yet (the scan has not seen the file, or it does not
+    exist yet) becomes a datapoint without size, width, height and format; a later scan fills
+    them in (see :func:`fill_datapoints`).
     """
     merged: dict[str, dict[str, Any]] = {}
     for path, values in updates:
@@ -200,7 +248,26 @@ def write_metadata(engine: Engine, datasource_id: int, updates: Iterable[tuple[s
                 ids[p] = dp_id
         missing = [p for p in paths if p not in ids]
         if missing:
-            raise KeyError(f"{len(missing)} path(s) are not datapoints of datasource {source!r}, e.g. {missing[0]!r}")
+            # metadata may come before the scan has seen a file (as in DagsHub's Data Engine):
+            # the datapoint is registered now, and a later scan fills in size, width, height, format
+            invalid = [p for p in missing if not _valid_path(p)]
+            if invalid:
+                raise KeyError(
+                    f"{len(invalid)} path(s) are not datapoints of datasource {source!r} and not valid "
+                    f"datapoint paths, e.g. {invalid[0]!r}"
+                )
+            bulk_insert(
+                conn,
+                datapoints,
+                [{"datasource_id": datasource_id, "path": p, "created_at": now} for p in missing],
+            )
+            for chunk in chunks(missing, 500):
+                for dp_id, p in conn.execute(
+                    sa.select(datapoints.c.id, datapoints.c.path).where(
+                        datapoints.c.datasource_id == datasource_id, datapoints.c.path.in_(chunk)
+                    )
+                ):
+                    ids[p] = dp_id
 
         for name, ftype in new_types.items():
             if not any(v is not None for v in by_field[name].values()):

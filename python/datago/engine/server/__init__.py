@@ -27,6 +27,9 @@ Endpoints (JSON; errors are ``{"error": message, "status": code}``, never a stac
 - ``GET /files/{datasource_id}/{path}?exp=&sig=``, ``GET /blobs/{sha256}?exp=&sig=``: signed,
   expiring, no token needed (403 bad/expired signature, 404 for paths that would leave the
   root or do not exist).
+- ``GET /gallery?view=&exp=&sig=[&cursors=]``: an HTML page of a query's datapoints
+  (thumbnails with their metadata, paged), from a signed link ``Datasource.visualize()`` makes;
+  ``GET /thumbs/{datasource_id}/{path}?exp=&sig=``: a JPEG thumbnail for a file signature.
 - ``GET /api/health``: ``{"ok": true}``, no token.
 
 Auth: ``Authorization: Token <key>`` (keys from ``datago token create``); 401 without a valid
@@ -34,7 +37,8 @@ token, 403 for a read-only token on a write endpoint (:mod:`.auth`, a FastAPI de
 
 Modules: :mod:`.app` (``create_app``: routers, error answers), :mod:`.context` (state shared by
 the routes), :mod:`.auth`, :mod:`.routes_images` (listings, queries), :mod:`.routes_datasources`,
-:mod:`.routes_files` (signed files and blobs), :mod:`.prefetch` (pages computed ahead),
+:mod:`.routes_files` (signed files and blobs),
+:mod:`.routes_gallery` (the gallery and thumbnails), :mod:`.prefetch` (pages computed ahead),
 :mod:`.background` (uvicorn: ``run``, ``serve_in_background``).
 """
 

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..dataroom import ApiError
 from ..db import Engine, get_engine
-from . import routes_datasources, routes_files, routes_images
+from . import routes_datasources, routes_files, routes_gallery, routes_images
 from .context import ServerContext
 
 log = logging.getLogger("datago.engine.server")
@@ -59,7 +59,7 @@ def create_app(
     app.state.engine = engine
     app.state.prefetch = ctx.prefetch
     add_error_handlers(app)
-    for module in (routes_images, routes_datasources, routes_files):
+    for module in (routes_images, routes_datasources, routes_files, routes_gallery):
         app.include_router(module.router)
     app.add_middleware(routes_files.FileFastPath, ctx=ctx)
     return app

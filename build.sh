@@ -51,7 +51,7 @@ run_tests() {
     log "go test -race"
     go test -race -count=1 ./...
     log "ruff"
-    "$PYTHON" -m ruff check python tests benchmarks
+    "$PYTHON" -m ruff check python tests benchmarks examples
     log "pytest"
     "$PYTHON" -m pytest -q tests "$@"
 }

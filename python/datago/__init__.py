@@ -26,6 +26,7 @@ from .sample import ImageInfo, Sample
 from .state import merge_state_dicts
 
 __all__ = [
+    "__version__",
     "AbiVersionError",
     "Batch",
     "ClosedError",
@@ -46,6 +47,9 @@ __all__ = [
     "merge_state_dicts",
     "version",
 ]
+
+#: The package's version (the distribution ``datago-vips``); :func:`version` gives the loaded core's.
+__version__ = "0.1.0"
 
 logger = logging.getLogger("datago")
 

@@ -65,6 +65,15 @@ echo "root: $(du -sh "$R" | cut -f1), $(find "$R" -name '*.so*' | wc -l) shared 
 cp -r "$W/wheelhouse" "$WHEEL" "$R/work/"
 cp -r tests "$R/work/tests"  # tests only: conftest's sys.path entry for ../python then points nowhere
 find "$R/work/tests" -name __pycache__ -prune -exec rm -rf {} +
+# the README's usage example, as written, on the committed real photos
+"$PYTHON" - "$R/work/readme_example.py" <<'PY'
+import re, sys
+text = open("README.md").read().split("## Using it", 1)[1]
+code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+assert '"/data/photos"' in code, "README usage example: root_path changed; update scripts/check_wheel.sh"
+code = code.replace('"/data/photos"', '"/work/tests/data/photos"')
+open(sys.argv[1], "w").write(code)
+PY
 for d in /dev/null /dev/zero /dev/urandom /dev/random; do touch "$R$d"; done
 
 log "chroot: fresh venv, pip install $(basename "$WHEEL"), pytest tests/test_client.py"
@@ -81,6 +90,11 @@ run("/venv/bin/python", "-m", "pip", "install", "-q", "--disable-pip-version-che
 run("/venv/bin/python", "-c", "import datago; print(datago.__file__, datago.__version__, datago.version()); "
     "assert datago.__file__.startswith('/venv/'), datago.__file__")
 run("/venv/bin/datago", "--version")
+print("+ README usage example on tests/data/photos", flush=True)
+out = subprocess.run(["/venv/bin/python", "/work/readme_example.py"], check=True, capture_output=True, text=True).stdout
+print(out, end="")
+n = sum(f.endswith((".jpg", ".png")) for f in os.listdir("/work/tests/data/photos"))
+assert len(out.splitlines()) == n + 1, f"README example: expected {n} samples + stats, got {out!r}"
 run("/venv/bin/python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_client.py", *sys.argv[1:])
 PY
 unshare --mount --fork sh -c "

@@ -26,7 +26,6 @@ from .sample import ImageInfo, Sample
 from .state import merge_state_dicts
 
 __all__ = [
-    "__version__",
     "AbiVersionError",
     "Batch",
     "ClosedError",

@@ -103,7 +103,23 @@ REPAIRED=$(ls "$W"/repaired/*.whl)
 # one wheel for every CPython 3.10+: retag py3-none (setuptools names it cpXY-cpXY)
 "$TOOLS/python" -m wheel tags --remove --python-tag py3 --abi-tag none "$REPAIRED" >/dev/null
 FINAL=$(ls "$W"/repaired/*py3-none*.whl)
-rm -f dist/*-manylinux_*.whl
+rm -f dist/*-manylinux_*.whl dist/*-manylinux_*.contents.txt
 cp "$FINAL" dist/
 "$TOOLS/auditwheel" show "dist/$(basename "$FINAL")" >&2
+# what the wheel contains: auditwheel's SBOM names the dpkg packages it bundled (libjpeg-turbo), not
+# libvips, which comes from a wheel: this list names every file, every library's origin and needs.
+CONTENTS="dist/$(basename "$FINAL" .whl).contents.txt"
+rm -rf "$W/unpacked" && "$TOOLS/python" -m zipfile -e "dist/$(basename "$FINAL")" "$W/unpacked"
+{
+    echo "$(basename "$FINAL") ($(stat -c %s "dist/$(basename "$FINAL")") bytes)"
+    echo "libdatago.so: datago's Go core ($(git rev-parse --short HEAD 2>/dev/null || echo '?')), go $(go env GOVERSION), zig cc -target x86_64-linux-gnu.2.28, libdeflate $(pkg-config --modversion libdeflate 2>/dev/null || echo '?') static"
+    echo "libvips-*.so.42: from $(basename "$(ls "$W"/tools/pyvips_binary-*.whl)") (libvips 8.18 with glib and its codecs inside)"
+    echo "libjpeg-*.so.62: libjpeg-turbo $(dpkg-query -W -f='${Version}' libjpeg62-turbo 2>/dev/null || echo '?') (Debian)"
+    echo
+    (cd "$W/unpacked" && find . -type f -name '*.so*' | sort | while read -r so; do
+        echo "$so: needs $(objdump -T "$so" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1), NEEDED $(readelf -d "$so" | awk '/NEEDED/{print $5}' | tr -d '[]' | tr '\n' ' ')"
+    done)
+    echo
+    "$TOOLS/python" -m zipfile -l "dist/$(basename "$FINAL")"
+} > "$CONTENTS"
 log "dist/$(basename "$FINAL"): $(du -h "dist/$(basename "$FINAL")" | cut -f1)"

@@ -80,7 +80,6 @@ cat > "$W/stage/cc" <<CC
 exec "$ZIG" cc -target x86_64-linux-gnu.2.28 "\$@"
 CC
 chmod +x "$W/stage/cc"
-PKG=$ROOT/python/datago
 export ZIG_GLOBAL_CACHE_DIR=$W/tools/zig-cache ZIG_LOCAL_CACHE_DIR=$W/tools/zig-cache
 CGO_ENABLED=1 CC="$W/stage/cc" PKG_CONFIG_LIBDIR="$W/stage/pkgconfig" PKG_CONFIG_PATH="" \
     CGO_LDFLAGS="-L$W/stage/lib" \
@@ -91,10 +90,13 @@ log "glibc symbol versions needed by libdatago.so (objdump -T)"
 objdump -T "$W/stage/libdatago.so" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tr '\n' ' ' >&2; echo >&2
 
 log "wheel (setuptools, DATAGO_PREBUILT: no Go build in the backend)"
-cp "$W/stage/libdatago.so" "$PKG/libdatago.so"
-cp go/capi/datago.h "$PKG/datago.h"
-rm -rf build/lib build/bdist.* python/*.egg-info
-DATAGO_PREBUILT=1 "$TOOLS/python" -m pip wheel -q --no-deps --no-build-isolation -w "$W/raw" .
+# from a copy of the package: the checkout's python/datago/libdatago.so (the dev build) stays as it is
+rm -rf "$W/src" && mkdir -p "$W/src"
+cp -r pyproject.toml setup.py README.md LICENSE MANIFEST.in python "$W/src/"
+find "$W/src" \( -name __pycache__ -o -name '*.egg-info' -o -name 'libdatago.h' \) -prune -exec rm -rf {} +
+cp "$W/stage/libdatago.so" "$W/src/python/datago/libdatago.so"
+cp go/capi/datago.h "$W/src/python/datago/datago.h"
+(cd "$W/src" && DATAGO_PREBUILT=1 "$TOOLS/python" -m pip wheel -q --no-deps --no-build-isolation -w "$W/raw" .)
 RAW=$(ls "$W"/raw/*.whl)
 
 log "auditwheel repair --plat $PLAT"

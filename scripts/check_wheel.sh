@@ -14,7 +14,7 @@ W=$ROOT/build/wheel
 R=$W/root
 log() { printf '\n== %s\n' "$*" >&2; }
 
-WHEEL=$(ls dist/*-manylinux_*_x86_64.whl 2>/dev/null | head -1)
+WHEEL=$(find dist -maxdepth 1 -name '*-manylinux_*_x86_64.whl' 2>/dev/null | sort | tail -n 1)
 [ -n "$WHEEL" ] || { echo "check_wheel.sh: no dist/*-manylinux_*.whl; run scripts/build_wheel.sh first" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "check_wheel.sh: needs root (chroot)" >&2; exit 1; }
 
@@ -50,7 +50,7 @@ copy_deps "$EXE" "$R/$STDLIB"/lib-dynload/*.so
 # all of glibc's libraries, and the C++ runtime every Debian/Ubuntu base image has (libvips is C++)
 for lib in libc.so.6 libm.so.6 libpthread.so.0 libdl.so.2 librt.so.1 libresolv.so.2 libutil.so.1 \
            libstdc++.so.6 libgcc_s.so.1; do
-    path=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ {print $NF; exit}')
+    path=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ && !found {print $NF; found = 1}')  # no early exit: pipefail
     [ -n "$path" ] || { echo "check_wheel.sh: $lib not found on this host" >&2; exit 1; }
     mkdir -p "$R$(dirname "$path")"; cp -L "$path" "$R$path"
     copy_deps "$path"

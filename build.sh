@@ -4,6 +4,7 @@
 #   ./build.sh demo     the above, then the demo: real photos through the Go core into Python
 #   ./build.sh test     the above, then every check: gofmt, go vet, go test -race, ruff, pytest
 #   ./build.sh bench    the above, then the benchmark (datago vs Pillow vs a DataLoader-style pool)
+#   ./build.sh wheel    only the self-contained wheel into dist/ (scripts/build_wheel.sh; no pip install -e)
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -56,11 +57,15 @@ run_tests() {
     "$PYTHON" -m pytest -q tests "$@"
 }
 
+if [ "${1:-}" = wheel ]; then
+    apt_install libvips-dev libjpeg-dev libdeflate-dev pkg-config
+    exec scripts/build_wheel.sh
+fi
 setup
 case "${1:-}" in
     "") ;;
     demo) shift; "$PYTHON" benchmarks/demo.py "$@" ;;
     test) shift; run_tests "$@" ;;
     bench) shift; "$PYTHON" benchmarks/bench_loaders.py "$@" ;;
-    *) echo "usage: ./build.sh [demo|test|bench]" >&2; exit 2 ;;
+    *) echo "usage: ./build.sh [demo|test|bench|wheel]" >&2; exit 2 ;;
 esac

@@ -49,6 +49,9 @@ __all__ = [
     "version",
 ]
 
+#: The package's version (the distribution ``datago-vips``); :func:`version` gives the loaded core's.
+__version__ = "0.1.0"
+
 logger = logging.getLogger("datago")
 
 

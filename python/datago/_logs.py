@@ -52,7 +52,7 @@ def _emit(rec: dict[str, Any]) -> None:
     message = str(rec.get("message", ""))
     if attrs:
         message += " " + " ".join(f"{k}={_text(v)}" for k, v in attrs.items())
-    record = logger.makeRecord(logger.name, level, "(datago core)", 0, message, None, None,
+    record = logger.makeRecord(logger.name, level, "(datago core)", 0, message, (), None,
                                extra={"datago_attrs": attrs})
     created = rec.get("time")
     if isinstance(created, (int, float)) and created > 0:

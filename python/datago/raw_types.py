@@ -82,7 +82,7 @@ class ImagePayload:
         return Image.frombytes(_MODES[self.channels], (self.width, self.height), self.data)
 
 
-def _payload_bytes(payload: Any) -> bytes | memoryview | None:
+def _payload_bytes(payload: Any) -> bytes | bytearray | memoryview | None:
     if isinstance(payload, (bytes, bytearray, memoryview)):
         return payload
     data = getattr(payload, "data", None)

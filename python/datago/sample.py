@@ -73,9 +73,9 @@ def _pil(owner: _Owner, c_img: Any) -> Image.Image:
     """A PIL image over the C buffer: mapped without a copy for L, RGB (stored RGBX) and RGBA."""
     if c_img.encoded:
         data = bytes(_lib.ffi.buffer(c_img.data, c_img.len))
-        im = Image.open(io.BytesIO(data))
-        im.load()
-        return im
+        opened: Image.Image = Image.open(io.BytesIO(data))
+        opened.load()
+        return opened
     mode = _MODES[c_img.channels]
     size = (c_img.width, c_img.height)
     stride = c_img.pixel_stride

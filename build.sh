@@ -38,6 +38,9 @@ setup() {
     # (re)install when a dependency is missing or `datago` resolves to another checkout
     if [ "$("$PYTHON" -c "import datago, pytest, ruff, sqlalchemy, fastapi, boto3, moto.server, os; print(os.path.dirname(datago.__file__))" 2>/dev/null)" != "$ROOT/python/datago" ]; then
         log "pip install -e .[test,engine]"
+        # the distribution is named datago-vips; an install under the old name `datago` (or Photoroom's
+        # package, whose import name is the same) would shadow this checkout
+        "$PYTHON" -m pip uninstall -y -q datago >/dev/null 2>&1 || true
         "$PYTHON" -m pip install -q --disable-pip-version-check -e ".[test,engine]"
     fi
 }

@@ -2,6 +2,7 @@
 // prints images/s, MB/s read and the bucket histogram.
 //
 //	datago-bench -root /data/photos -size 512 -limit 1000
+//	datago-bench -root /data/photos -seed 1 -batch 32   # ordered delivery, batches
 package main
 
 import (
@@ -32,6 +33,8 @@ func main() {
 	rgb8 := flag.Bool("rgb8", false, "image_to_rgb8")
 	random := flag.Bool("random", false, "random_sampling")
 	cpuProfile := flag.String("cpuprofile", "", "write a Go CPU profile (pprof) to this file")
+	seed := flag.Int64("seed", -1, "seed: ordered delivery, a function of (seed, epoch, rank, world_size) (-1: unordered, fastest first)")
+	batch := flag.Int("batch", 0, "batch_size: deliver batches of one bucket (0: samples)")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -59,6 +62,12 @@ func main() {
 		},
 		"limit": *limit, "num_threads": *workers, "max_connections": *fetchers,
 	}
+	if *seed >= 0 {
+		cfg["seed"] = *seed
+	}
+	if *batch > 0 {
+		cfg["batch_size"] = *batch
+	}
 	raw, _ := json.Marshal(cfg)
 	c, err := config.Parse(raw)
 	if err != nil {
@@ -73,7 +82,7 @@ func main() {
 	hist := map[string]int{}
 	start := time.Now()
 	n := 0
-	for {
+	for *batch == 0 {
 		s, status, err := p.Next(-1)
 		if status == pipeline.StatusError {
 			fmt.Fprintln(os.Stderr, err)
@@ -87,11 +96,32 @@ func main() {
 		s.Free()
 		n++
 	}
+	for *batch > 0 {
+		b, status, err := p.NextBatch(-1)
+		if status == pipeline.StatusError {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		if status != pipeline.StatusSample {
+			break
+		}
+		w, h, _ := b.Size()
+		hist[fmt.Sprintf("%dx%d", w, h)] += b.Len()
+		n += b.Len()
+		b.Free()
+	}
 	elapsed := time.Since(start).Seconds()
 	st := p.Stats()
 	p.Stop()
-	fmt.Printf("samples: %d in %.2f s: %.1f images/s, %.1f MB/s read (%d workers)\n",
-		n, elapsed, float64(n)/elapsed, float64(st.BytesRead)/1e6/elapsed, *workers)
+	mode := "unordered"
+	if *seed >= 0 {
+		mode = fmt.Sprintf("ordered (seed %d)", *seed)
+	}
+	if *batch > 0 {
+		mode += fmt.Sprintf(", batches of %d (%d partial at the end, %d flushed)", *batch, st.PartialBatchesAtEnd, st.PartialBatchesFlushed)
+	}
+	fmt.Printf("samples: %d in %.2f s: %.1f images/s, %.1f MB/s read (%d workers, %s)\n",
+		n, elapsed, float64(n)/elapsed, float64(st.BytesRead)/1e6/elapsed, *workers, mode)
 	fmt.Printf("skipped: %d %v\n", st.SamplesSkipped, st.SkippedReasons)
 	for _, s := range st.Stages {
 		fmt.Printf("stage %-8s in %6d out %6d busy %7.2f s\n", s.Name, s.ItemsIn, s.ItemsOut, s.BusySeconds)

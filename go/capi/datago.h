@@ -38,7 +38,7 @@ extern "C" {
 #endif
 
 /* BEGIN CDEF */
-#define DATAGO_ABI_VERSION 2
+#define DATAGO_ABI_VERSION 3
 
 /* Results of datago_client_get_sample. */
 #define DATAGO_SAMPLE 0      /* *out holds a sample */
@@ -101,6 +101,37 @@ typedef struct datago_sample {
     int32_t duplicate_state;
 } datago_sample;
 
+/* Layouts of a batch's image arrays. */
+#define DATAGO_LAYOUT_HWC 0  /* N x H x W x C */
+#define DATAGO_LAYOUT_CHW 1  /* N x C x H x W */
+
+/* A batch (config key batch_size): n samples of one bucket. Every array of pixels is one
+ * contiguous buffer, written there by the transform stage. All memory is owned by the batch and
+ * released by datago_batch_free (pure C); the arrays are writable. */
+typedef struct datago_batch {
+    int32_t n;                   /* samples in the batch (<= batch_size; fewer for a partial batch) */
+    int32_t width;               /* the bucket, pixels */
+    int32_t height;
+    int32_t channels;            /* 1 (L), 3 (RGB) or 4 (RGBA): batch_mode */
+    int32_t layout;              /* DATAGO_LAYOUT_HWC or DATAGO_LAYOUT_CHW */
+    uint8_t *images;             /* n * height * width * channels bytes, in `layout`, malloc'd */
+    size_t images_len;           /* bytes of images used by the n samples */
+    char **ids;                  /* n strings */
+    char **sources;              /* n strings */
+    char **attributes_json;      /* n JSON objects */
+    int32_t *original_widths;    /* n: pixels of the upright source image */
+    int32_t *original_heights;   /* n */
+    int32_t n_masks;             /* named masks of the batch */
+    char **mask_names;           /* n_masks strings */
+    uint8_t **masks;             /* n_masks arrays of n * height * width bytes (zeros where a sample has none) */
+    int32_t n_additional_images;
+    char **additional_image_names;
+    uint8_t **additional_images; /* arrays like images (zeros where a sample has none) */
+    datago_blob **latents;       /* n arrays of per-sample blobs (NULL when none) */
+    int32_t *n_latents;          /* n counts */
+    int64_t *seqs;               /* n: each sample's position in this rank's epoch stream */
+} datago_batch;
+
 /* Version string of the library, static storage (do not free). */
 const char *datago_version(void);
 
@@ -119,6 +150,24 @@ int32_t datago_client_get_sample(uint64_t client, double timeout_s, datago_sampl
 
 /* Release a sample and every buffer it owns. NULL is a no-op. Pure C. */
 void datago_sample_free(datago_sample *sample);
+
+/* Batched clients (batch_size > 0): wait up to timeout_s seconds (< 0: forever) for the next batch.
+ * Returns DATAGO_SAMPLE (*out holds a batch), DATAGO_END, DATAGO_TIMEOUT or DATAGO_ERROR. A client
+ * without batch_size returns DATAGO_ERROR (and get_sample on a batched client too). */
+int32_t datago_client_get_batch(uint64_t client, double timeout_s, datago_batch **out, datago_error *err);
+
+/* Release a batch and every buffer it owns. NULL is a no-op. Pure C. */
+void datago_batch_free(datago_batch *batch);
+
+/* The resume point after the last sample or batch delivered, as a JSON object (malloc'd; free with
+ * datago_free_string). NULL with *err set on error. See README, "Resuming". */
+char *datago_client_state(uint64_t client, datago_error *err);
+
+/* Before the client starts: continue from a state (one rank's, or merged). 0, or -1 with *err set. */
+int32_t datago_client_load_state(uint64_t client, const char *state_json, datago_error *err);
+
+/* The epoch of the next start (the seeded order depends on it). 0, or -1 with *err set. */
+int32_t datago_client_set_epoch(uint64_t client, int64_t epoch, datago_error *err);
 
 /* Stop the pipeline: cancels every stage, waits for every goroutine, frees queued samples.
  * Idempotent; the client can be started again afterwards (a new epoch). */
@@ -154,6 +203,8 @@ void datago_free_string(char *s);
 
 /* Internal: used by the Go core to account for a sample it hands out. */
 void datago__account_sample(datago_sample *sample);
+/* Internal: a batch handed out counts its n samples and its bytes in the live counters. */
+void datago__account_batch(datago_batch *batch);
 
 #ifdef __cplusplus
 }

@@ -61,6 +61,8 @@ type Config struct {
 	HTTPRetryBackoff     float64 `json:"http_retry_backoff"`       // first backoff in seconds, doubled per retry (default 0.5)
 	HTTPMaxConnsPerHost  int     `json:"http_max_conns_per_host"`  // connections per host (default 64)
 	HTTPMaxBytesInFlight int64   `json:"http_max_bytes_in_flight"` // bytes of whole-file GETs in flight (default 512 MiB)
+	// Batches, order and resume (see batch.go); absent: today's per-sample stream.
+	Batch
 }
 
 // DecodeStrict unmarshals data into v, rejecting unknown keys with a ValueError naming the key
@@ -133,6 +135,9 @@ func Parse(data []byte) (*Config, error) {
 		c.ImageConfig = &Image{}
 	}
 	if err := c.ImageConfig.validate(); err != nil {
+		return nil, err
+	}
+	if err := c.validateBatch(); err != nil {
 		return nil, err
 	}
 	return c, nil

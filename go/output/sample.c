@@ -24,6 +24,11 @@ void datago__account_sample(datago_sample *s) {
     __atomic_add_fetch(&live_bytes, (int64_t)sample_bytes(s), __ATOMIC_RELAXED);
 }
 
+int64_t datago__live_add(int64_t samples, int64_t bytes) {
+    __atomic_add_fetch(&live_bytes, bytes, __ATOMIC_RELAXED);
+    return __atomic_add_fetch(&live_samples, samples, __ATOMIC_RELAXED);
+}
+
 int64_t datago_live_samples(void) { return __atomic_load_n(&live_samples, __ATOMIC_RELAXED); }
 int64_t datago_live_bytes(void) { return __atomic_load_n(&live_bytes, __ATOMIC_RELAXED); }
 

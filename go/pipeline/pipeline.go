@@ -42,16 +42,31 @@ type Pipeline struct {
 	http    *remote.Client // shared by the source and the fetcher
 	opts    *transform.Options
 
-	mu     sync.Mutex
-	cur    *run         // nil when not started; a run being stopped stays here until it is done
-	last   *stats.Stats // counters of the latest run
-	closed bool         // Close was called: Start does nothing any more
+	// batches, order and resume (batch.go, order.go, resume.go)
+	batchOpts       *transform.Options // image options of batched samples (batch_mode channels, packed)
+	ordered         bool               // a seed is set: delivery order is a function of (seed, epoch, rank, world_size)
+	seedGiven       bool
+	rank, worldSize int
+
+	mu          sync.Mutex
+	cur         *run         // nil when not started; a run being stopped stays here until it is done
+	last        *stats.Stats // counters of the latest run
+	closed      bool         // Close was called: Start does nothing any more
+	nextEpoch   int64        // epoch of the next Start
+	resume      *resumePlan  // a loaded state, for the next Start
+	lastTracker *tracker     // decided Seqs of the latest run
+	lastEpoch   int64
+	lastHistory []Phase
+	lastBatcher *batcher
 }
 
 // New validates cfg and builds the source; nothing runs before Start.
 func New(cfg *config.Config) (*Pipeline, error) {
 	if err := transform.Init(); err != nil {
 		return nil, errs.Errorf(errs.Runtime, "%v", err)
+	}
+	if err := injectSeed(cfg); err != nil {
+		return nil, err
 	}
 	http := remote.NewFor(cfg) // the one HTTP client of this pipeline, handed to the stages
 	src, err := source.New(cfg, http)
@@ -75,7 +90,20 @@ func New(cfg *config.Config) (*Pipeline, error) {
 			return nil, errs.Errorf(errs.Value, "image_config: %v", err)
 		}
 	}
-	return &Pipeline{cfg: cfg, src: src, fetcher: &fetch.Fetcher{MaxBytes: cfg.MaxFileBytes, HTTP: http}, http: http, opts: opts, last: stats.New()}, nil
+	p := &Pipeline{cfg: cfg, src: src, fetcher: &fetch.Fetcher{MaxBytes: cfg.MaxFileBytes, HTTP: http}, http: http, opts: opts, last: stats.New(),
+		ordered: cfg.EffectiveSeed() != nil, seedGiven: cfg.EffectiveSeed() != nil, nextEpoch: cfg.Epoch,
+		rank: cfg.Rank, worldSize: cfg.WorldSize}
+	if ro, ok := src.(interface{ RankOf() (int, int) }); ok {
+		p.rank, p.worldSize = ro.RankOf()
+	}
+	if cfg.BatchSize > 0 {
+		bo := *opts
+		bo.PadRGB = false
+		bo.ToRGB8 = cfg.BatchMode == "RGB"
+		bo.FlattenAlpha = cfg.BatchMode == "L" || bo.FlattenAlpha
+		p.batchOpts = &bo
+	}
+	return p, nil
 }
 
 // Buckets returns the aspect-ratio buckets (nil without crop_and_resize).
@@ -89,10 +117,17 @@ type run struct {
 	ctx, up          context.Context
 	cancel, cancelUp context.CancelFunc
 	wg               sync.WaitGroup
+	raw              chan *source.Item // source → numbering
 	listed           chan *source.Item
+	fetchedRaw       chan *source.Item // fetch → reorder (ordered mode)
 	fetched          chan *source.Item
-	out              chan output.Sample
+	out              chan delivery
 	delivered        atomic.Int64
+	track            *tracker
+	turn             *turnstile // nil unless ordered
+	window           sem        // tickets in flight (ordered)
+	cpu              *cpuSlots  // CPU slots (when more goroutines than num_threads)
+	batcher          *batcher   // nil without batch_size
 	stats            *stats.Stats
 	stopping         bool          // a Stop is at work (guarded by p.mu)
 	done             chan struct{} // closed when Stop has finished: every goroutine returned
@@ -118,7 +153,8 @@ func (r *run) error() error {
 }
 
 // Start launches the stages (idempotent while running). During a Stop it waits for the Stop to
-// finish, then starts a new run: two runs of the same source never overlap.
+// finish, then starts a new run: two runs of the same source never overlap. Each run is an epoch
+// (the next one after the previous run, or the one set by SetEpoch or a loaded state).
 func (p *Pipeline) Start() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -131,43 +167,191 @@ func (p *Pipeline) Start() {
 	if p.cur != nil || p.closed {
 		return
 	}
+	cfg := p.cfg
 	ctx, cancel := context.WithCancel(context.Background())
 	up, cancelUp := context.WithCancel(ctx)
 	r := &run{
 		p: p, ctx: ctx, cancel: cancel, up: up, cancelUp: cancelUp,
-		listed:  make(chan *source.Item, p.cfg.PrefetchBufferSize),
-		fetched: make(chan *source.Item, p.cfg.PrefetchBufferSize),
-		out:     make(chan output.Sample, p.cfg.SamplesBufferSize),
+		raw:     make(chan *source.Item, 16),
+		listed:  make(chan *source.Item, cfg.PrefetchBufferSize),
+		fetched: make(chan *source.Item, cfg.PrefetchBufferSize),
 		stats:   stats.New(),
 		done:    make(chan struct{}),
 	}
+	epoch, plan := p.nextEpoch, p.resume
+	p.nextEpoch, p.resume = epoch+1, nil
+	p.setupEpoch(epoch, plan)
+	rs := RankState{}
+	if plan != nil {
+		rs = plan.cur
+		p.lastHistory = plan.history
+	} else {
+		p.lastHistory = nil
+	}
+	r.track = newTracker(rs)
+	p.lastTracker, p.lastEpoch = r.track, epoch
 	p.cur, p.last = r, r.stats
 
-	r.wg.Add(1)
+	batched := cfg.BatchSize > 0
+	workers := cfg.NumThreads
+	if p.ordered || batched {
+		if p.ordered {
+			workers = 4*cfg.NumThreads + 4 // more goroutines than CPU slots: waiting at the turnstile is free
+			r.turn = newTurnstile(up)
+			r.window = make(sem, 2*cfg.PrefetchBufferSize+cfg.MaxConnections+workers)
+			r.fetchedRaw = make(chan *source.Item, cfg.PrefetchBufferSize)
+		}
+		r.cpu = newCPUSlots(up, cfg.NumThreads)
+	}
+	if batched {
+		outCap := max(2, cfg.SamplesBufferSize/cfg.BatchSize)
+		r.out = make(chan delivery, outCap)
+		r.batcher = newBatcher(up, cfg.BatchSize, cfg.Channels(), cfg.CHW(), cfg.MaxHeldSamples, outCap+workers+2, cfg.DropLast)
+		p.lastBatcher = r.batcher
+	} else {
+		r.out = make(chan delivery, cfg.SamplesBufferSize)
+		p.lastBatcher = nil
+	}
+
+	srcCtx, cancelSrc := context.WithCancel(up)
+	r.wg.Add(2)
 	go func() { // stage 1: source
 		defer r.wg.Done()
-		defer close(r.listed)
+		defer close(r.raw)
 		// no busy time for this stage: a source mostly waits for room in the queue
-		err := p.src.Run(r.up, r.listed)
+		err := p.src.Run(srcCtx, r.raw)
 		if err != nil && !errors.Is(err, context.Canceled) {
 			slog.Error("datago: listing failed", "error", err)
 			r.fail(err)
 		}
 	}()
-	stage(r, p.cfg.MaxConnections, r.listed, r.fetched, r.fetch) // stage 2: fetch
-	stage(r, p.cfg.NumThreads, r.fetched, nil, r.process)        // stage 3+4: process → output
+	go func() { // numbering: Seq, resume filter, tickets
+		defer r.wg.Done()
+		defer close(r.listed)
+		defer cancelSrc()
+		r.number(cancelSrc)
+	}()
+	fetchOut := r.fetched
+	if p.ordered {
+		fetchOut = r.fetchedRaw
+	}
+	r.workers(cfg.MaxConnections, r.listed, func(it *source.Item) { r.fetch(it, fetchOut) }, func() { close(fetchOut) }) // stage 2: fetch
+	if p.ordered {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			defer close(r.fetched)
+			reorder(up, r.fetchedRaw, r.fetched)
+		}()
+	}
+	switch { // stage 3+4: process → output
+	case batched:
+		r.workers(workers, r.fetched, r.processBatch, r.batcher.end)
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			defer close(r.out)
+			r.emitBatches()
+		}()
+	case p.ordered:
+		r.workers(workers, r.fetched, r.processOrdered, func() { close(r.out) })
+	default:
+		r.workers(workers, r.fetched, r.process, func() { close(r.out) })
+	}
 }
 
-// stage runs n workers of f over in. When every worker has returned, closeAfter (if any) is closed
-// — and for the last stage, the output queue.
-func stage(r *run, n int, in <-chan *source.Item, next chan *source.Item, f func(*source.Item)) {
-	var workers sync.WaitGroup
-	workers.Add(n)
+// setupEpoch tells the source the epoch (and, for a loaded state, the seed and the elastic plan);
+// p.mu held.
+func (p *Pipeline) setupEpoch(epoch int64, plan *resumePlan) {
+	if es, ok := p.src.(interface{ SetEpoch(int64) }); ok {
+		es.SetEpoch(epoch)
+	}
+	if plan != nil && plan.seed != nil && !p.seedGiven {
+		if ss, ok := p.src.(interface{ SetSeed(int64) }); ok {
+			ss.SetSeed(*plan.seed)
+		}
+	}
+	if sk, ok := p.src.(interface{ SetKeep(func() bool) }); ok {
+		// the db source: client-side split in seeded mode (an elastic resume needs a global order)
+		if !p.seedGiven {
+			sk.SetKeep(nil)
+			return
+		}
+		var hist []Phase
+		if plan != nil {
+			hist = plan.history
+		}
+		sk.SetKeep(newSelector(hist, p.rank, p.worldSize).keep)
+		return
+	}
+	sp, ok := p.src.(interface {
+		SetPlan(func(n int) ([]int, error))
+	})
+	if !ok {
+		return
+	}
+	if plan == nil || len(plan.history) == 0 {
+		sp.SetPlan(nil)
+		return
+	}
+	hist, rank, ws := plan.history, p.rank, p.worldSize
+	sp.SetPlan(func(n int) ([]int, error) {
+		rem, err := remaining(n, hist)
+		if err != nil {
+			return nil, err
+		}
+		idx := make([]int, 0, len(rem)/ws+1)
+		for i := rank; i < len(rem); i += ws {
+			idx = append(idx, rem[i])
+		}
+		return idx, nil
+	})
+}
+
+// number gives every listed item its Seq (position in the rank's epoch stream), drops the items a
+// loaded state says were decided (before any I/O), gives the rest a Ticket and, in ordered mode, a
+// place in the window of tickets in flight. In batch mode limit stops the source after limit items.
+func (r *run) number(cancelSrc context.CancelFunc) {
+	var seq, ticket int64
+	limit := int64(r.p.cfg.Limit)
+	batched := r.p.cfg.BatchSize > 0
+	for it := range r.raw {
+		it.Seq = seq
+		seq++
+		if batched && limit > 0 && ticket >= limit {
+			it.Free()
+			cancelSrc()
+			continue // drain: the source returns on its cancelled context
+		}
+		if it.Failed { // the source could not use it (but counted its position): skipped
+			r.track.decide(it.Seq)
+			continue
+		}
+		if r.track.isDecided(it.Seq) {
+			it.Free()
+			continue
+		}
+		it.Ticket = ticket
+		ticket++
+		if !r.window.acquire(r.up) {
+			it.Free()
+			continue
+		}
+		if source.Send(r.up, r.listed, it) != nil {
+			r.window.release()
+		}
+	}
+}
+
+// workers runs n goroutines of f over in; after (if any) runs when all have returned.
+func (r *run) workers(n int, in <-chan *source.Item, f func(*source.Item), after func()) {
+	var wg sync.WaitGroup
+	wg.Add(n)
 	r.wg.Add(n + 1)
 	for i := 0; i < n; i++ {
 		go func() {
 			defer r.wg.Done()
-			defer workers.Done()
+			defer wg.Done()
 			for {
 				select {
 				case it, ok := <-in:
@@ -183,17 +367,32 @@ func stage(r *run, n int, in <-chan *source.Item, next chan *source.Item, f func
 	}
 	go func() {
 		defer r.wg.Done()
-		workers.Wait()
-		if next != nil {
-			close(next)
-		} else {
-			close(r.out)
+		wg.Wait()
+		if after != nil {
+			after()
 		}
 	}()
 }
 
-// fetch reads an item's payloads and passes it on, or skips it.
-func (r *run) fetch(it *source.Item) {
+// delivery is one element of the output queue: a sample (with its Seq) or a batch.
+type delivery struct {
+	s     output.Sample
+	b     output.Batch
+	seq   int64
+	batch bool
+}
+
+func (d delivery) free() {
+	if d.batch {
+		d.b.Free()
+	} else {
+		d.s.Free()
+	}
+}
+
+// fetch reads an item's payloads and passes it on, or skips it (in ordered mode a tombstone
+// takes its place, so that the ordered stages stay in step).
+func (r *run) fetch(it *source.Item, next chan<- *source.Item) {
 	r.stats.List.Count()
 	st := &r.stats.Fetch
 	st.In()
@@ -207,10 +406,14 @@ func (r *run) fetch(it *source.Item) {
 			reason := errs.ReasonOf(err, errs.ReasonFetch) // payload_too_large: over max_file_bytes
 			r.stats.Skip(reason)
 			slog.Warn("datago: skipping sample, fetch failed", "id", it.ID, "path", where(it), "reason", reason, "error", err)
+			r.track.decide(it.Seq)
+			if r.p.ordered {
+				_ = source.Send(r.up, next, &source.Item{Seq: it.Seq, Ticket: it.Ticket, Failed: true})
+			}
 		}
 		return
 	}
-	_ = source.Send(r.up, r.fetched, it) // on cancel, Send frees it
+	_ = source.Send(r.up, next, it) // on cancel, Send frees it
 }
 
 func where(it *source.Item) string {
@@ -234,19 +437,25 @@ func (r *run) process(it *source.Item) {
 	f, err := r.p.build(it)
 	st.Done(start, err == nil)
 	if err != nil {
-		reason := errs.ReasonOf(err, errs.ReasonTransform)
-		r.stats.Skip(reason)
-		slog.Warn("datago: skipping sample", "id", it.ID, "path", where(it), "reason", reason, "error", err)
+		r.skipped(it, err)
 		return
 	}
-	r.deliver(&f)
+	r.deliver(&f, it.Seq)
+}
+
+// skipped counts, logs and records an item whose images could not be made.
+func (r *run) skipped(it *source.Item, err error) {
+	reason := errs.ReasonOf(err, errs.ReasonTransform)
+	r.stats.Skip(reason)
+	slog.Warn("datago: skipping sample", "id", it.ID, "path", where(it), "reason", reason, "error", err)
+	r.track.decide(it.Seq)
 }
 
 // deliver builds the C sample from f and queues it, honouring limit: exactly limit samples are
 // delivered, then the run winds down (upstream work is cancelled; the queue still drains to the
 // consumer). The output stage's busy time is the time spent building the sample, not the time
 // spent waiting for room in the queue (that is the consumer's pace).
-func (r *run) deliver(f *output.Fields) {
+func (r *run) deliver(f *output.Fields, seq int64) {
 	limit := int64(r.p.cfg.Limit)
 	n := r.delivered.Add(1)
 	if limit > 0 && n > limit {
@@ -259,7 +468,7 @@ func (r *run) deliver(f *output.Fields) {
 	s := output.Build(f)
 	busy := time.Since(start)
 	select {
-	case r.out <- s:
+	case r.out <- delivery{s: s, seq: seq}:
 		r.stats.Produced.Add(1)
 		st.Done(time.Now().Add(-busy), true) // counts busy, leaving out the wait for room
 	case <-r.ctx.Done():
@@ -328,41 +537,63 @@ func (p *Pipeline) build(it *source.Item) (output.Fields, error) {
 
 // Next waits up to timeout (< 0: forever) for a sample. It starts the pipeline if needed.
 func (p *Pipeline) Next(timeout time.Duration) (output.Sample, Status, error) {
+	if p.cfg.BatchSize > 0 {
+		return output.Sample{}, StatusError, errs.Errorf(errs.Value, "this client delivers batches (batch_size %d): use get_batch", p.cfg.BatchSize)
+	}
+	d, st, err := p.next(timeout)
+	return d.s, st, err
+}
+
+// NextBatch waits up to timeout (< 0: forever) for a batch (batch_size > 0).
+func (p *Pipeline) NextBatch(timeout time.Duration) (output.Batch, Status, error) {
+	if p.cfg.BatchSize <= 0 {
+		return output.Batch{}, StatusError, errs.Errorf(errs.Value, "get_batch needs the config key batch_size > 0 (this client delivers samples: use get_sample)")
+	}
+	d, st, err := p.next(timeout)
+	return d.b, st, err
+}
+
+func (p *Pipeline) next(timeout time.Duration) (delivery, Status, error) {
 	p.Start()
 	p.mu.Lock()
 	r, closed := p.cur, p.closed
 	p.mu.Unlock()
 	if closed {
-		return output.Sample{}, StatusError, errClosed
+		return delivery{}, StatusError, errClosed
 	}
 	if r == nil { // stopped concurrently
-		return output.Sample{}, StatusEnd, nil
+		return delivery{}, StatusEnd, nil
 	}
-	recv := func(s output.Sample, ok bool) (output.Sample, Status, error) {
+	recv := func(d delivery, ok bool) (delivery, Status, error) {
 		if ok {
-			return s, StatusSample, nil
+			if d.batch {
+				r.track.decide(d.b.Seqs()...)
+			} else {
+				r.track.decide(d.seq)
+			}
+			return d, StatusSample, nil
 		}
 		if err := r.error(); err != nil {
-			return output.Sample{}, StatusError, err
+			return delivery{}, StatusError, err
 		}
-		return output.Sample{}, StatusEnd, nil
+		return delivery{}, StatusEnd, nil
 	}
-	select { // fast path: a sample is ready
-	case s, ok := <-r.out:
-		return recv(s, ok)
+	select { // fast path: ready
+	case d, ok := <-r.out:
+		return recv(d, ok)
 	default:
 	}
 	if timeout < 0 {
-		s, ok := <-r.out
-		return recv(s, ok)
+		d, ok := <-r.out
+		return recv(d, ok)
 	}
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
-	case s, ok := <-r.out:
-		return recv(s, ok)
+	case d, ok := <-r.out:
+		return recv(d, ok)
 	case <-t.C:
-		return output.Sample{}, StatusTimeout, nil
+		return delivery{}, StatusTimeout, nil
 	}
 }
 
@@ -391,15 +622,34 @@ func (p *Pipeline) Stop() {
 	r.cancel()
 	r.wg.Wait()
 	r.cancelUp()
-	for it := range r.listed {
-		it.Free()
+	for _, ch := range []chan *source.Item{r.raw, r.listed, r.fetchedRaw, r.fetched} {
+		if ch == nil {
+			continue
+		}
+		for it := range ch {
+			it.Free()
+		}
 	}
-	for it := range r.fetched {
-		it.Free()
+	for d := range r.out {
+		d.free()
 	}
-	for s := range r.out {
-		s.Free()
+	if r.batcher != nil {
+		r.batcher.free()
 	}
+}
+
+// SetEpoch sets the epoch of the next start.
+func (p *Pipeline) SetEpoch(e int64) error {
+	if e < 0 {
+		return errs.Errorf(errs.Value, "set_epoch: epoch must be >= 0, got %d", e)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.nextEpoch = e
+	if p.resume != nil && p.resume.epoch != e {
+		p.resume = nil // a state is for its own epoch
+	}
+	return nil
 }
 
 // errClosed is what Next returns once the pipeline is closed.
@@ -434,6 +684,13 @@ func (p *Pipeline) Stats() stats.Snapshot {
 	if r != nil {
 		snap.Running = true
 		snap.QueueLength, snap.QueueCapacity = len(r.out), cap(r.out)
+	}
+	p.mu.Lock()
+	b := p.lastBatcher
+	p.mu.Unlock()
+	if b != nil {
+		snap.PartialBatchesFlushed, snap.PartialBatchesAtEnd, snap.PartialBatchesDropped = b.counts()
+		snap.BatchesProduced = p.last.Batches.Load()
 	}
 	return snap
 }

@@ -44,6 +44,7 @@ type DB struct {
 	epoch           atomic.Int64
 	rank, worldSize int
 	http            *remote.Client
+	keep            func() bool // client-side rank split (see SetKeep); nil: the server splits
 
 	skipped stats.Counts
 }
@@ -120,6 +121,10 @@ func (d *DB) FirstURL(epoch int64) string {
 	if d.seed != nil && strings.HasSuffix(d.images, "/random/") {
 		q.Set("seed", strconv.FormatInt(*d.seed+epoch, 10))
 	}
+	if d.keep != nil { // every rank pages the whole query and keeps its positions
+		q.Del("partitions_count")
+		q.Del("partition")
+	}
 	return d.images + "?" + q.Encode()
 }
 
@@ -162,9 +167,15 @@ func (d *DB) Run(ctx context.Context, out chan<- *Item) error {
 			return pg.err
 		}
 		for _, raw := range pg.rows {
+			if d.keep != nil && !d.keep() {
+				continue // another rank's row
+			}
 			it := d.item(pg.url, raw)
 			if it == nil {
-				continue
+				if d.keep == nil {
+					continue
+				}
+				it = &Item{ID: rowID(raw), Failed: true} // keeps the rank's positions in step
 			}
 			if err := Send(ctx, out, it); err != nil {
 				return err

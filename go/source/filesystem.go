@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/datago-dev/datago/go/config"
@@ -36,7 +37,10 @@ type Filesystem struct {
 	root            string
 	random          bool
 	seed            int64
+	seeded          bool // the seed was given: random_sampling shuffles the whole listing
 	rank, worldSize int
+	epoch           atomic.Int64
+	plan            func(n int) ([]int, error) // this rank's positions in the epoch's global order
 }
 
 func init() { Register("file", NewFilesystem) }
@@ -68,17 +72,17 @@ func NewFilesystem(raw []byte, c *config.Config, _ *remote.Client) (Source, erro
 	}
 	fs := &Filesystem{root: fc.RootPath, random: fc.RandomSampling, rank: r, worldSize: w}
 	if fc.Seed != nil {
-		fs.seed = *fc.Seed
+		fs.seed, fs.seeded = *fc.Seed, true
 	} else {
 		fs.seed = time.Now().UnixNano()
 	}
 	return fs, nil
 }
 
-// List returns this rank's files (paths relative to the root), sorted, or shuffled with
-// random_sampling. Every rank sees the same sorted listing and takes every world_size-th file, so
-// the ranks are disjoint and complete whether or not they shuffle.
-func (f *Filesystem) List(ctx context.Context) ([]string, error) {
+// Global returns the epoch's global order of the files (paths relative to the root): the sorted
+// listing, shuffled as a whole with (seed, epoch) under random_sampling with a seed. It does not
+// depend on the rank or world_size, so the ranks' streams are sub-sequences of one order (see List).
+func (f *Filesystem) Global(ctx context.Context, epoch int64) ([]string, error) {
 	var all []string
 	err := filepath.WalkDir(f.root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -104,14 +108,46 @@ func (f *Filesystem) List(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	sort.Strings(all)
-	idx := RankSlice(len(all), f.rank, f.worldSize)
+	if f.random && f.seeded {
+		rng := rand.New(rand.NewPCG(uint64(f.seed), uint64(epoch)^0x9e3779b97f4a7c15))
+		rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+	}
+	return all, nil
+}
+
+// SetEpoch sets the epoch of the next Run (each Run then moves to the next one).
+func (f *Filesystem) SetEpoch(e int64) { f.epoch.Store(e) }
+
+// SetPlan replaces the rank split (positions r, r+W, ... of the global order) by plan, which maps
+// the global order's length to this rank's positions, in delivery order (elastic resume).
+func (f *Filesystem) SetPlan(plan func(n int) ([]int, error)) { f.plan = plan }
+
+// List returns this rank's files for the next epoch: every world_size-th file of the global order
+// (Global), so the ranks are disjoint and complete whether or not they shuffle. Without a seed
+// (each rank then draws its own), random_sampling shuffles the rank's own files instead.
+func (f *Filesystem) List(ctx context.Context) ([]string, error) {
+	return f.list(ctx, f.epoch.Load())
+}
+
+func (f *Filesystem) list(ctx context.Context, epoch int64) ([]string, error) {
+	all, err := f.Global(ctx, epoch)
+	if err != nil {
+		return nil, err
+	}
+	var idx []int
+	if f.plan != nil {
+		if idx, err = f.plan(len(all)); err != nil {
+			return nil, err
+		}
+	} else {
+		idx = RankSlice(len(all), f.rank, f.worldSize)
+	}
 	mine := make([]string, len(idx))
 	for i, j := range idx {
 		mine[i] = all[j]
 	}
-	if f.random {
-		rng := rand.New(rand.NewPCG(uint64(f.seed), 0x9e3779b97f4a7c15))
-		f.seed++ // the next epoch (start after stop) gets another order
+	if f.random && !f.seeded {
+		rng := rand.New(rand.NewPCG(uint64(f.seed), uint64(epoch)^0x9e3779b97f4a7c15))
 		rng.Shuffle(len(mine), func(i, j int) { mine[i], mine[j] = mine[j], mine[i] })
 	}
 	return mine, nil
@@ -119,7 +155,7 @@ func (f *Filesystem) List(ctx context.Context) ([]string, error) {
 
 // Run lists the folder, then emits one item per file.
 func (f *Filesystem) Run(ctx context.Context, out chan<- *Item) error {
-	files, err := f.List(ctx)
+	files, err := f.list(ctx, f.epoch.Add(1)-1)
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,12 @@ type Item struct {
 	Embedding      []float32
 	DuplicateState int
 
+	// Set by the pipeline: Seq is the item's position in this rank's epoch stream, Ticket its
+	// position among the items that are processed (after a resume drops delivered ones); Failed
+	// marks a tombstone (its fetch failed) that keeps the ordered stages in step.
+	Seq, Ticket int64
+	Failed      bool
+
 	Image            *Payload // nil when the sample has no image
 	Masks            []*Payload
 	AdditionalImages []*Payload

@@ -73,6 +73,7 @@ type Stats struct {
 	List, Fetch, Process, Output Stage
 	BytesRead                    atomic.Int64
 	Produced                     atomic.Int64
+	Batches                      atomic.Int64 // batches delivered to the queue (batch_size)
 	skipped                      Counts
 	started                      time.Time
 }
@@ -109,6 +110,12 @@ type Snapshot struct {
 	QueueLength     int              `json:"queue_length"`
 	QueueCapacity   int              `json:"queue_capacity"`
 	Running         bool             `json:"running"`
+	// batch_size only: batches queued, partial batches delivered because max_held_samples was
+	// reached (the one with the oldest sample), at the end of the epoch, or dropped there (drop_last).
+	BatchesProduced       int64 `json:"batches_produced,omitempty"`
+	PartialBatchesFlushed int64 `json:"partial_batches_flushed"`
+	PartialBatchesAtEnd   int64 `json:"partial_batches_at_end"`
+	PartialBatchesDropped int64 `json:"partial_batches_dropped"`
 }
 
 // Snapshot copies the counters.

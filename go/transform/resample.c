@@ -354,8 +354,13 @@ static void pass_h_row(const uint8_t *in, uint8_t *out, int x0, int out_w, int b
 
 int dg_resample(const uint8_t *src, int sw, int sh, size_t sstride, int bands, uint8_t *dst,
                 int dw, int dh, int dps) {
+    return dg_resample_to(src, sw, sh, sstride, bands, dst, dw, dh, dps, 0);
+}
+
+int dg_resample_to(const uint8_t *src, int sw, int sh, size_t sstride, int bands, uint8_t *dst,
+                   int dw, int dh, int dps, int planar) {
     if ((bands != 1 && bands != 3 && bands != 4) || dps < bands || dps > 4 || sw < 1 || sh < 1 ||
-        dw < 1 || dh < 1)
+        dw < 1 || dh < 1 || (planar && dps != bands))
         return -1;
     pthread_once(&lut_once, lut_init);
     coeffs ch = {0}, cv = {0};
@@ -379,9 +384,12 @@ int dg_resample(const uint8_t *src, int sw, int sh, size_t sstride, int bands, u
     int widen = bands == 3 && !pk;
     uint8_t *row = calloc((size_t)sw * (widen ? 4 : bands) + slack, 1);
     uint8_t *row3 = widen ? malloc(row_len) : NULL;
-    if (!row || (widen && !row3)) {
+    // planar (CHW) output: each output row is made interleaved here, then scattered to the planes
+    uint8_t *orow = planar && bands > 1 ? malloc((size_t)dw * dps + 64) : NULL;
+    if (!row || (widen && !row3) || (planar && bands > 1 && !orow)) {
         free(row);
         free(row3);
+        free(orow);
         free(pk);
         coeffs_free(&ch);
         coeffs_free(&cv);
@@ -393,20 +401,28 @@ int dg_resample(const uint8_t *src, int sw, int sh, size_t sstride, int bands, u
     for (int y = 0; y < dh; y++) {
         const uint8_t *base = src + (size_t)cv.start[y] * sstride;
         const int32_t *w = cv.w + (size_t)y * cv.max;
-        uint8_t *o = dst + (size_t)y * dw * dps;
+        uint8_t *o = orow ? orow : dst + (size_t)y * dw * dps;
         if (widen) {
             pass_v(base, sstride, w, cv.count[y], row3, row_len);
             widen_rgb(row3, row, (size_t)sw);
             pass_h_row(row, o, 0, dw, 4, dps, pad, &ch);
-            continue;
-        }
-        pass_v(base, sstride, w, cv.count[y], row, row_len);
-        int x = 0;
+        } else {
+            pass_v(base, sstride, w, cv.count[y], row, row_len);
+            int x = 0;
 #ifdef DG_AVX2
-        if (pk) x = pass_h_avx2(row, o, dw, bands, dps, pad, &ch, pk);
+            if (pk) x = pass_h_avx2(row, o, dw, bands, dps, pad, &ch, pk);
 #endif
-        pass_h_row(row, o, x, dw, bands, dps, pad, &ch); // the rest: odd last pixel, or all
+            pass_h_row(row, o, x, dw, bands, dps, pad, &ch); // the rest: odd last pixel, or all
+        }
+        if (orow) { // scatter the row to the planes: plane c starts at c*dw*dh
+            size_t plane = (size_t)dw * dh;
+            for (int c = 0; c < bands; c++) {
+                uint8_t *pc = dst + c * plane + (size_t)y * dw;
+                for (int xx = 0; xx < dw; xx++) pc[xx] = orow[(size_t)xx * dps + c];
+            }
+        }
     }
+    free(orow);
     free(pk);
     free(row);
     free(row3);

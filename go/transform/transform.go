@@ -97,64 +97,11 @@ func ShrinkFactor(w, h, needW, needH int) int {
 // (masks and additional images reuse the main image's bucket); otherwise the nearest bucket by
 // aspect ratio is chosen. mask selects mask semantics (nearest-neighbour, channels kept).
 func Process(buf cmem.Buf, o *Options, bucket *Bucket, mask bool) (Image, error) {
-	var h C.dg_header
-	if buf.Len == 0 {
-		return Image{}, skip(errs.ReasonDecode, "empty file")
+	pe, err := Decode(buf, o, bucket, mask)
+	if err != nil {
+		return Image{}, err
 	}
-	if C.dg_open(buf.Ptr, C.size_t(buf.Len), &h) != 0 {
-		msg := lastError()
-		if msg == "" {
-			msg = "not a known image format"
-		}
-		return Image{}, skip(errs.ReasonDecode, msg)
-	}
-	defer C.dg_close(&h)
-	w, hgt := int(h.width), int(h.height)
-	if o.MaxPixels > 0 && int64(w)*int64(hgt) > o.MaxPixels {
-		return Image{}, skip(errs.ReasonTooManyPixels, fmt.Sprintf("%dx%d is more than %d pixels", w, hgt, o.MaxPixels))
-	}
-	ow, oh := w, hgt // oriented size
-	if h.orientation >= 5 {
-		ow, oh = hgt, w
-	}
-	p := C.dg_params{
-		mask:          boolInt(mask),
-		to_rgb8:       boolInt(o.ToRGB8 && !mask),
-		flatten_alpha: boolInt(o.FlattenAlpha),
-		jpeg_quality:  C.int(o.JPEGQuality),
-		shrink:        1,
-		pad_rgb:       boolInt(o.PadRGB),
-	}
-	switch o.Encode {
-	case "png":
-		p.encode = C.DG_ENCODE_PNG
-	case "jpeg":
-		p.encode = C.DG_ENCODE_JPEG
-	}
-	var chosen Bucket
-	if o.CropAndResize {
-		if bucket != nil {
-			chosen = *bucket
-		} else {
-			chosen = o.Buckets.Nearest(ow, oh)
-		}
-		p.resize = 1
-		p.target_w, p.target_h = C.int(chosen.W), C.int(chosen.H)
-		if !mask && (h.kind == C.DG_JPEG || h.kind == C.DG_WEBP) {
-			p.shrink = C.int(ShrinkFactor(ow, oh, chosen.W, chosen.H))
-		}
-	}
-	var r C.dg_result
-	if C.dg_finish(buf.Ptr, C.size_t(buf.Len), &h, &p, &r) != 0 {
-		return Image{}, skip(errs.ReasonTransform, lastError())
-	}
-	return Image{
-		Data: r.data, Len: int(r.len),
-		Width: int(r.width), Height: int(r.height), Channels: int(r.channels), PixelStride: int(r.pixel_stride),
-		OriginalWidth: ow, OriginalHeight: oh,
-		Encoded: o.Encode != "",
-		Bucket:  chosen,
-	}, nil
+	return pe.Store(nil)
 }
 
 func boolInt(b bool) C.int {

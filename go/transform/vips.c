@@ -167,10 +167,10 @@ static int normalise_colour(VipsImage **x, const dg_params *p, int jpeg_out) {
 
 // The hot path, for the common case (8-bit grey or RGB, no alpha, not a mask): the centre crop
 // window decoded (our JPEG window read and PNG decoder where they apply, else libvips, which then
-// decodes only the window past the loader), then our own resampler straight into the output
-// buffer. Returns 1 when it does not apply, 0 on success (r filled), -1 on error.
-static int fast_crop_resize(VipsImage **x, const void *buf, size_t buf_len, int kind, int shrink,
-                            int tw, int th, const dg_params *p, int oriented, dg_result *r) {
+// decodes only the window past the loader), left in pd for dg_store, whose resampler writes
+// straight into the output buffer. Returns 1 when it does not apply, 0 on success, -1 on error.
+static int fast_decode(VipsImage **x, const void *buf, size_t buf_len, int kind, int shrink,
+                       int tw, int th, const dg_params *p, dg_pending *pd) {
     VipsImage *in = *x, *t = NULL;
     if (p->mask || p->encode != DG_RAW || in->BandFmt != VIPS_FORMAT_UCHAR) return 1;
     VipsInterpretation interp = vips_image_guess_interpretation(in);
@@ -182,70 +182,77 @@ static int fast_crop_resize(VipsImage **x, const void *buf, size_t buf_len, int 
     int alpha_png = kind == DG_PNG && flatten && ((srgb && in->Bands == 4) || (grey && in->Bands == 2 && !p->to_rgb8));
     if (!alpha_png && !(srgb && in->Bands == 3) && !(grey && in->Bands == 1)) return 1;
 
-    const uint8_t *src;
-    size_t stride;
-    int cw, ch, bands;
-    uint8_t *vips_pixels = NULL;
-    dg_png png = {0};
-    dg_jpeg jpg = {0};
     const char *png_err = NULL;
     int png_rc = 1, jpg_rc = 1;
     int own = !(p->to_rgb8 && in->Bands == 1); // grey to RGB: libvips' bandjoin below
-    if (own && kind == DG_PNG) png_rc = dg_png_decode(buf, buf_len, alpha_png, &png, &png_err);
+    if (own && kind == DG_PNG) png_rc = dg_png_decode(buf, buf_len, alpha_png, &pd->png, &png_err);
     if (own && kind == DG_JPEG)
-        jpg_rc = dg_jpeg_decode(buf, buf_len, shrink, in->Xsize, in->Ysize, in->Bands, tw, th, &jpg);
+        jpg_rc = dg_jpeg_decode(buf, buf_len, shrink, in->Xsize, in->Ysize, in->Bands, tw, th, &pd->jpg);
     if (png_rc < 0) {
         vips_error("datago", "%s", png_err);
         return -1;
     }
     if (jpg_rc == 0) {
-        cw = jpg.width, ch = jpg.height, bands = jpg.bands;
-        stride = jpg.stride;
-        src = jpg.pixels;
-    } else if (png_rc == 0 && png.width == in->Xsize && png.height == in->Ysize &&
-               png.bands == in->Bands - alpha_png) {
+        pd->cw = pd->jpg.width, pd->ch = pd->jpg.height, pd->bands = pd->jpg.bands;
+        pd->stride = pd->jpg.stride;
+        pd->src = pd->jpg.pixels;
+    } else if (png_rc == 0 && pd->png.width == in->Xsize && pd->png.height == in->Ysize &&
+               pd->png.bands == in->Bands - alpha_png) {
         int x0, y0;
-        dg_crop_window(png.width, png.height, tw, th, &x0, &y0, &cw, &ch);
-        bands = png.bands;
-        stride = png.stride;
-        src = png.pixels + (size_t)y0 * stride + (size_t)x0 * bands;
+        dg_crop_window(pd->png.width, pd->png.height, tw, th, &x0, &y0, &pd->cw, &pd->ch);
+        pd->bands = pd->png.bands;
+        pd->stride = pd->png.stride;
+        pd->src = pd->png.pixels + (size_t)y0 * pd->stride + (size_t)x0 * pd->bands;
     } else {
-        dg_png_free(&png);
+        dg_png_free(&pd->png);
         if (alpha_png) return 1; // the general path flattens after resizing
         if (centre_crop(x, tw, th)) return -1;
-        cw = (*x)->Xsize, ch = (*x)->Ysize;
+        pd->cw = (*x)->Xsize, pd->ch = (*x)->Ysize;
         if (p->to_rgb8 && (*x)->Bands == 1) {
             VipsImage *in3[3] = {*x, *x, *x};
             if (vips_bandjoin(in3, &t, 3, NULL)) return -1;
             step(x, t);
         }
-        bands = (*x)->Bands;
+        pd->bands = (*x)->Bands;
         size_t src_len = 0;
-        vips_pixels = vips_image_write_to_memory(*x, &src_len); // the decode happens here
-        if (vips_pixels == NULL) return -1;
-        src = vips_pixels;
-        stride = (size_t)cw * bands;
+        pd->vips_pixels = vips_image_write_to_memory(*x, &src_len); // the decode happens here
+        if (pd->vips_pixels == NULL) return -1;
+        pd->src = pd->vips_pixels;
+        pd->stride = (size_t)pd->cw * pd->bands;
     }
-    int dps = (bands == 3 && p->pad_rgb) ? 4 : bands;
-    size_t len = (size_t)tw * th * dps;
+    pd->fast = 1;
+    pd->tw = tw, pd->th = th;
+    pd->orientation = vips_image_get_orientation(*x);
+    if (pd->orientation < 1 || pd->orientation > 8) pd->orientation = 1;
+    return 0;
+}
+
+void dg_pending_free(dg_pending *pd) {
+    g_free(pd->vips_pixels);
+    dg_png_free(&pd->png);
+    dg_jpeg_free(&pd->jpg);
+    g_free(pd->res.data);
+    memset(pd, 0, sizeof(*pd));
+}
+
+// Resamples the fast path's window into a buffer of its own (dps bytes per pixel) and applies the
+// EXIF orientation: the per-sample result.
+static int fast_result(dg_pending *pd, int dps, dg_result *r) {
+    size_t len = (size_t)pd->tw * pd->th * dps;
     uint8_t *dst = g_malloc(len);
-    int rc = dg_resample(src, cw, ch, stride, bands, dst, tw, th, dps);
-    g_free(vips_pixels);
-    dg_png_free(&png);
-    dg_jpeg_free(&jpg);
-    if (rc) {
+    if (dg_resample(pd->src, pd->cw, pd->ch, pd->stride, pd->bands, dst, pd->tw, pd->th, dps)) {
         g_free(dst);
         vips_error("datago", "resample failed");
         return -1;
     }
-    if (oriented) { // rotate / flip the small result (the orientation tag travels on *x)
-        VipsImage *mem = vips_image_new_from_memory(dst, len, tw, th, dps, VIPS_FORMAT_UCHAR);
+    if (pd->orientation > 1) { // rotate / flip the small result
+        VipsImage *mem = vips_image_new_from_memory(dst, len, pd->tw, pd->th, dps, VIPS_FORMAT_UCHAR), *t = NULL;
         if (mem == NULL) {
             g_free(dst);
             return -1;
         }
-        vips_image_set_int(mem, VIPS_META_ORIENTATION, vips_image_get_orientation(*x));
-        rc = vips_autorot(mem, &t, NULL);
+        vips_image_set_int(mem, VIPS_META_ORIENTATION, pd->orientation);
+        int rc = vips_autorot(mem, &t, NULL);
         if (rc == 0) {
             size_t rlen = 0;
             r->data = vips_image_write_to_memory(t, &rlen);
@@ -259,17 +266,103 @@ static int fast_crop_resize(VipsImage **x, const void *buf, size_t buf_len, int 
         if (rc) return -1;
     } else {
         r->data = dst;
-        r->width = tw;
-        r->height = th;
+        r->width = pd->tw;
+        r->height = pd->th;
     }
     r->len = len;
-    r->channels = bands;
+    r->channels = pd->bands;
     r->pixel_stride = dps;
     return 0;
 }
 
-int dg_finish(const void *buf, size_t len, dg_header *h, const dg_params *p, dg_result *r) {
+// Copies w x h pixels of sc meaningful channels (ps bytes apart) into dst with dc channels, in
+// HWC or CHW layout. Channel rules: to 3 — grey replicated, alpha flattened onto white; to 1 —
+// alpha flattened onto white, colour to luma (BT.601); to 4 — opaque alpha added. mask: channel 0.
+static void convert_into(const uint8_t *src, int w, int h, int ps, int sc, uint8_t *dst, int dc,
+                         int chw, int mask) {
+    size_t n = (size_t)w * h;
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *s = src + i * ps;
+        uint8_t px[4];
+        if (mask) {
+            px[0] = px[1] = px[2] = s[0], px[3] = 255;
+        } else {
+            int r, g, b, a = 255;
+            if (sc <= 2) r = g = b = s[0];
+            else r = s[0], g = s[1], b = s[2];
+            if (sc == 2) a = s[1];
+            if (sc == 4) a = s[3];
+            if (dc == 4) {
+                px[0] = r, px[1] = g, px[2] = b, px[3] = a;
+            } else {
+                if (a != 255) { // onto white
+                    r = (r * a + 255 * (255 - a) + 127) / 255;
+                    g = (g * a + 255 * (255 - a) + 127) / 255;
+                    b = (b * a + 255 * (255 - a) + 127) / 255;
+                }
+                if (dc == 1) px[0] = sc <= 2 ? r : (uint8_t)((77 * r + 150 * g + 29 * b + 128) >> 8);
+                else px[0] = r, px[1] = g, px[2] = b;
+            }
+        }
+        if (chw)
+            for (int c = 0; c < dc; c++) dst[c * n + i] = px[c];
+        else
+            memcpy(dst + i * dc, px, dc);
+    }
+}
+
+int dg_store(dg_pending *pd, const dg_params *p, const dg_dest *d, dg_result *r) {
     memset(r, 0, sizeof(*r));
+    if (d == NULL || d->data == NULL) { // a buffer of its own (per-sample stream)
+        if (!pd->fast) {
+            *r = pd->res;
+            memset(&pd->res, 0, sizeof(pd->res));
+            return 0;
+        }
+        int dps = (pd->bands == 3 && p->pad_rgb) ? 4 : pd->bands;
+        return fast_result(pd, dps, r);
+    }
+    // into the caller's slot: the resampler's last pass writes there when nothing is left to do
+    // after it; otherwise (rotation, another channel count, the libvips path) the finished image
+    // is converted into the slot.
+    if (pd->fast && pd->orientation <= 1 && pd->bands == d->channels && !d->mask) {
+        if (pd->tw != d->width || pd->th != d->height) {
+            vips_error("datago", "slot is %dx%d, image %dx%d", d->width, d->height, pd->tw, pd->th);
+            return -1;
+        }
+        if (dg_resample_to(pd->src, pd->cw, pd->ch, pd->stride, pd->bands, d->data, pd->tw, pd->th,
+                           pd->bands, d->chw)) {
+            vips_error("datago", "resample failed");
+            return -1;
+        }
+    } else {
+        dg_result tmp = {0};
+        if (pd->fast) {
+            if (fast_result(pd, pd->bands, &tmp)) return -1;
+        } else {
+            tmp = pd->res;
+            memset(&pd->res, 0, sizeof(pd->res));
+        }
+        if (tmp.width != d->width || tmp.height != d->height || tmp.data == NULL) {
+            vips_error("datago", "slot is %dx%d, image %dx%d", d->width, d->height, tmp.width, tmp.height);
+            g_free(tmp.data);
+            return -1;
+        }
+        convert_into(tmp.data, tmp.width, tmp.height, tmp.pixel_stride, tmp.channels, d->data,
+                     d->channels, d->chw, d->mask);
+        g_free(tmp.data);
+    }
+    r->width = d->width;
+    r->height = d->height;
+    r->channels = d->channels;
+    r->pixel_stride = d->channels;
+    r->len = (size_t)d->width * d->height * d->channels;
+    return 0;
+}
+
+int dg_decode(const void *buf, size_t len, dg_header *h, const dg_params *p, dg_pending *pd) {
+    memset(pd, 0, sizeof(*pd));
+    dg_result *r = &pd->res;
     VipsImage *x = NULL, *t = NULL;
     int rc = -1;
 
@@ -291,7 +384,7 @@ int dg_finish(const void *buf, size_t len, dg_header *h, const dg_params *p, dg_
         int tw = swap ? p->target_h : p->target_w;
         int th = swap ? p->target_w : p->target_h;
         int shrink = h->kind == DG_JPEG && p->shrink > 1 ? p->shrink : 1;
-        int fast = fast_crop_resize(&x, buf, len, h->kind, shrink, tw, th, p, h->orientation > 1, r);
+        int fast = fast_decode(&x, buf, len, h->kind, shrink, tw, th, p, pd);
         if (fast == 0) {
             rc = 0;
             goto done;
@@ -329,5 +422,15 @@ int dg_finish(const void *buf, size_t len, dg_header *h, const dg_params *p, dg_
     rc = 0;
 done:
     if (x) g_object_unref(x);
+    if (rc) dg_pending_free(pd);
+    return rc;
+}
+
+int dg_finish(const void *buf, size_t len, dg_header *h, const dg_params *p, dg_result *r) {
+    dg_pending pd;
+    memset(r, 0, sizeof(*r));
+    if (dg_decode(buf, len, h, p, &pd)) return -1;
+    int rc = dg_store(&pd, p, NULL, r);
+    dg_pending_free(&pd);
     return rc;
 }

@@ -6,6 +6,9 @@
 #include <stddef.h>
 #include <vips/vips.h>
 
+#include "jpegdec.h"
+#include "pngdec.h"
+
 enum dg_kind { DG_OTHER = 0, DG_JPEG = 1, DG_WEBP = 2, DG_PNG = 3 };
 
 // Header of an encoded image, loaded lazily (no pixel decoded yet).
@@ -42,7 +45,40 @@ typedef struct dg_result {
     int pixel_stride;  // bytes per pixel in data (raw only)
 } dg_result;
 
+// A decoded image waiting to be stored (dg_decode, then dg_store): either the fast path's crop
+// window, still to be resampled (fast = 1), or a finished result (res). Freed by dg_pending_free.
+typedef struct dg_pending {
+    int fast;
+    const uint8_t *src;  // first pixel of the window (points into one of the buffers below)
+    size_t stride;
+    int cw, ch, bands;   // window pixels and interleaved 8-bit channels
+    int tw, th;          // resample target, stored frame
+    int orientation;     // EXIF orientation applied after the resample (1: none)
+    void *vips_pixels;   // g_malloc'd window (libvips decode)
+    dg_png png;
+    dg_jpeg jpg;
+    dg_result res;       // finished result (fast = 0)
+} dg_pending;
+
+// Where dg_store writes: a caller-owned slot of width x height pixels with `channels` 8-bit
+// channels, interleaved (chw = 0) or planar (chw = 1). mask: take channel 0 as is.
+typedef struct dg_dest {
+    uint8_t *data;
+    int width;
+    int height;
+    int channels;
+    int chw;
+    int mask;
+} dg_dest;
+
 int dg_init(void);
+// Decodes (and for the general path also transforms) an opened image into pd; the buffer and the
+// header may be released afterwards. Returns 0, or -1 (pd is then empty).
+int dg_decode(const void *buf, size_t len, dg_header *h, const dg_params *p, dg_pending *pd);
+// Finishes a pending image: into d's slot when d (and d->data) is non-NULL — r then describes the
+// slot and owns nothing — or into a g_malloc'd buffer of its own in r. Returns 0 or -1.
+int dg_store(dg_pending *pd, const dg_params *p, const dg_dest *d, dg_result *r);
+void dg_pending_free(dg_pending *pd);
 int dg_open(const void *buf, size_t len, dg_header *h);
 int dg_finish(const void *buf, size_t len, dg_header *h, const dg_params *p, dg_result *r);
 void dg_close(dg_header *h);

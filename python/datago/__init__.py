@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 
+from .batch import Batch
 from .client import DatagoClient, live_samples
 from .errors import (
     AbiVersionError,
@@ -21,9 +22,11 @@ from .errors import (
     SampleTimeoutError,
 )
 from .sample import ImageInfo, Sample
+from .state import merge_state_dicts
 
 __all__ = [
     "AbiVersionError",
+    "Batch",
     "ClosedError",
     "ConfigError",
     "DatagoClient",
@@ -37,6 +40,7 @@ __all__ = [
     "SampleTimeoutError",
     "initialize_logging",
     "live_samples",
+    "merge_state_dicts",
     "version",
 ]
 

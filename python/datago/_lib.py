@@ -38,9 +38,7 @@ def _cdef_source() -> str:
             if match is None:
                 raise ImportError(f"{path} has no BEGIN CDEF / END CDEF block")
             return match.group(1)
-    raise ImportError(
-        "datago.h not found next to the package; run ./build.sh (or pip install .) first"
-    )
+    raise ImportError("datago.h not found next to the package; run ./build.sh (or pip install .) first")
 
 
 def library_path() -> Path:

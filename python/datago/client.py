@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from . import _lib, _logs
+from .batch import Batch
 from .errors import ClosedError, SampleTimeoutError
 from .sample import Sample
 
@@ -32,8 +33,11 @@ class DatagoClient:
     Every exception is a :class:`datago.DatagoError`. Warnings of the core (e.g. a skipped corrupt
     image, with its path) go to the ``datago`` logger.
 
-    The client is iterable (yields :class:`Sample` until the end of the stream) and a context
-    manager (stops and frees on exit). ``start`` and ``stop`` are idempotent; a start after a stop
+    The client is iterable (yields :class:`Sample` — or :class:`~datago.Batch` with
+    ``batch_size`` — until the end of the stream) and a context manager (stops and frees on exit).
+    With a ``seed`` the delivery order is a function of (seed, epoch, rank, world_size) only;
+    ``state_dict`` / ``load_state_dict`` resume an epoch exactly (see the README, "Batches, order
+    and resume"). ``start`` and ``stop`` are idempotent; a start after a stop
     begins a new epoch. Waiting for a sample releases the GIL.
     """
 
@@ -53,6 +57,8 @@ class DatagoClient:
             _lib.raise_error(err)
         self._handle = handle
         self._lib = lib
+        parsed = json.loads(text) if isinstance(text, str) else {}
+        self._batched = bool(isinstance(parsed, dict) and (parsed.get("batch_size") or 0) > 0)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def _check(self) -> None:
@@ -134,9 +140,94 @@ class DatagoClient:
             if deadline is not None and time.monotonic() >= deadline:
                 raise SampleTimeoutError(f"no sample within {timeout} s")
 
-    def __iter__(self) -> Iterator[Sample]:
-        while (sample := self.get_sample()) is not None:
-            yield sample
+    def __iter__(self) -> Iterator[Any]:
+        """Yields :class:`Sample` — or :class:`Batch` when the config sets ``batch_size`` — until
+        the end of the epoch."""
+        if self._batched:
+            while (batch := self.get_batch()) is not None:
+                yield batch
+        else:
+            while (sample := self.get_sample()) is not None:
+                yield sample
+
+    # -- batches -------------------------------------------------------------------------------
+    def get_batch(self, timeout: float | None = None) -> Batch | None:
+        """Wait for the next batch (config key ``batch_size`` > 0).
+
+        Args:
+            timeout: seconds to wait; None waits as long as the epoch goes on.
+
+        Returns:
+            The next :class:`Batch` (N samples of one bucket, N <= batch_size), or None at the end
+            of the epoch.
+
+        Raises:
+            SampleTimeoutError: (a TimeoutError) no batch arrived within ``timeout`` seconds (the
+                stream goes on).
+            ConfigError: (a ValueError) the client has no ``batch_size``.
+            DatagoOSError / NotFoundError / DatagoRuntimeError: the source failed.
+            ClosedError: the client was closed.
+        """
+        self._check()
+        ffi = _lib.ffi
+        out = ffi.new("datago_batch **")
+        err = _lib.new_error()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = _WAIT_SLICE_S
+            if deadline is not None:
+                wait = max(0.0, min(wait, deadline - time.monotonic()))
+            rc = self._lib.datago_client_get_batch(self._handle, wait, out, err)
+            if rc == self._lib.DATAGO_SAMPLE:
+                return Batch(out[0])
+            if rc == self._lib.DATAGO_END:
+                _logs.drain()  # the warnings of the run (skipped samples) reach the logger first
+                return None
+            if rc == self._lib.DATAGO_ERROR:
+                _logs.drain()
+                _lib.raise_error(err)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise SampleTimeoutError(f"no batch within {timeout} s")
+
+    # -- order and resume ----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The resume point after the last sample or batch delivered (a small JSON-able dict).
+
+        Samples held back in bucket buffers or queues were not delivered: a resumed client
+        delivers them again. See the README ("Resuming") for the format.
+        """
+        self._check()
+        err = _lib.new_error()
+        ptr = self._lib.datago_client_state(self._handle, err)
+        if ptr == _lib.ffi.NULL:
+            _lib.raise_error(err)
+        return json.loads(_lib.take_string(ptr))
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from ``state`` (this rank's, or one merged by :func:`merge_state_dicts`).
+
+        Call it before the first sample. The epoch becomes the state's.
+
+        Raises:
+            ConfigError: (a ValueError) the state does not fit this client (source_type, seed, rank/world_size of
+                an unmerged state, another world_size for a source without a global order, or a
+                source whose order is not reproducible without a seed).
+        """
+        self._check()
+        err = _lib.new_error()
+        if self._lib.datago_client_load_state(self._handle, json.dumps(dict(state)).encode(), err) != 0:
+            _lib.raise_error(err)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch of the next start (the seeded order is a function of it).
+
+        Raises:
+            ConfigError: (a ValueError) epoch < 0.
+        """
+        self._check()
+        err = _lib.new_error()
+        if self._lib.datago_client_set_epoch(self._handle, int(epoch), err) != 0:
+            _lib.raise_error(err)
 
     def stats(self) -> dict[str, Any]:
         """Counters of the current (or last) run.
@@ -144,7 +235,9 @@ class DatagoClient:
         Returns a dict with ``samples_produced``, ``samples_skipped``, ``skipped_reasons``
         (reason -> count), ``bytes_read`` (bytes), ``elapsed_seconds``, ``stages`` (per stage:
         ``name``, ``items_in``, ``items_out``, ``busy_seconds`` summed over workers),
-        ``queue_length`` and ``queue_capacity``.
+        ``queue_length`` and ``queue_capacity``; with ``batch_size`` also ``batches_produced``,
+        ``partial_batches_flushed`` (delivered early because ``max_held_samples`` was reached),
+        ``partial_batches_at_end`` and ``partial_batches_dropped`` (``drop_last``).
         """
         self._check()
         _logs.drain()

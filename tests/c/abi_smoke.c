@@ -83,10 +83,64 @@ int main(int argc, char **argv) {
     datago_free_string(stats);
     datago_client_stop(client);
     datago_client_free(client);
+
+    /* batches (CHW), the resume state, and a resumed client */
+    snprintf(config, sizeof config,
+             "{\"source_type\": \"file\", \"source_config\": {\"root_path\": \"%s\"},"
+             " \"image_config\": {\"crop_and_resize\": true, \"default_image_size\": 256},"
+             " \"batch_size\": 4, \"image_layout\": \"CHW\", \"seed\": 3}",
+             argv[1]);
+    int batched = 0;
+    char *state = NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        client = datago_client_new(config, &err);
+        if (client == 0) {
+            fprintf(stderr, "new (batches): %s\n", err.message);
+            return 1;
+        }
+        if (pass == 1 && datago_client_load_state(client, state, &err) != 0) {
+            fprintf(stderr, "load_state: %s\n", err.message);
+            return 1;
+        }
+        for (int k = 0; pass == 1 || k < 1; k++) {
+            datago_batch *b = NULL;
+            int32_t rc = datago_client_get_batch(client, 30.0, &b, &err);
+            if (rc == DATAGO_END) break;
+            if (rc != DATAGO_SAMPLE) {
+                fprintf(stderr, "get_batch: %d %s\n", rc, err.message ? err.message : "");
+                return 1;
+            }
+            if (b->n < 1 || b->n > 4 || b->channels != 3 || b->layout != DATAGO_LAYOUT_CHW ||
+                b->width % 16 || b->height % 16 ||
+                b->images_len != (size_t)b->n * b->width * b->height * 3 || b->ids[b->n - 1][0] == '\0') {
+                fprintf(stderr, "bad batch of %d\n", b->n);
+                return 1;
+            }
+            batched += b->n;
+            datago_batch_free(b);
+        }
+        if (pass == 0) {
+            state = datago_client_state(client, &err);
+            if (state == NULL || strstr(state, "\"consumed\"") == NULL) {
+                fprintf(stderr, "state: %s\n", err.message ? err.message : "(null)");
+                return 1;
+            }
+        }
+        if (datago_client_set_epoch(client, 1, &err) != 0) {
+            fprintf(stderr, "set_epoch: %s\n", err.message);
+            return 1;
+        }
+        datago_client_free(client);
+    }
+    datago_free_string(state);
     if (datago_live_samples() != 0) {
         fprintf(stderr, "%lld samples leaked\n", (long long)datago_live_samples());
         return 1;
     }
-    printf("ok %d samples, version %s\n", n, datago_version());
+    if (batched != n) {
+        fprintf(stderr, "batches delivered %d samples across a resume, want %d\n", batched, n);
+        return 1;
+    }
+    printf("ok %d samples, %d in batches across a resume, version %s\n", n, batched, datago_version());
     return 0;
 }

@@ -58,6 +58,8 @@ type Pipeline struct {
 	lastEpoch   int64
 	lastHistory []Phase
 	lastBatcher *batcher
+	// WebDataset: the samples delivered before the latest run's phase (its stream skips them)
+	lastShardsAtPhase map[int]ShardState
 }
 
 // New validates cfg and builds the source; nothing runs before Start.
@@ -181,14 +183,11 @@ func (p *Pipeline) Start() {
 	epoch, plan := p.nextEpoch, p.resume
 	p.nextEpoch, p.resume = epoch+1, nil
 	p.setupEpoch(epoch, plan)
-	rs := RankState{}
+	p.lastHistory, p.lastShardsAtPhase = nil, nil
 	if plan != nil {
-		rs = plan.cur
-		p.lastHistory = plan.history
-	} else {
-		p.lastHistory = nil
+		p.lastHistory, p.lastShardsAtPhase = plan.history, plan.shardsAtPhase
 	}
-	r.track = newTracker(rs)
+	r.track = p.newTracker(plan)
 	p.lastTracker, p.lastEpoch = r.track, epoch
 	p.cur, p.last = r, r.stats
 
@@ -266,6 +265,15 @@ func (p *Pipeline) setupEpoch(epoch int64, plan *resumePlan) {
 	if es, ok := p.src.(interface{ SetEpoch(int64) }); ok {
 		es.SetEpoch(epoch)
 	}
+	if sd, ok := p.src.(interface {
+		SetDone(map[int]*source.EntrySet)
+	}); ok {
+		var done map[int]*source.EntrySet
+		if plan != nil && len(plan.shardsAtPhase) > 0 {
+			done = toEntrySets(plan.shardsAtPhase)
+		}
+		sd.SetDone(done)
+	}
 	if plan != nil && plan.seed != nil && !p.seedGiven {
 		if ss, ok := p.src.(interface{ SetSeed(int64) }); ok {
 			ss.SetSeed(*plan.seed)
@@ -324,6 +332,7 @@ func (r *run) number(cancelSrc context.CancelFunc) {
 			continue // drain: the source returns on its cancelled context
 		}
 		if it.Failed { // the source could not use it (but counted its position): skipped
+			r.track.locate(it.Seq, it.Shard, it.Entry)
 			r.track.decide(it.Seq)
 			continue
 		}
@@ -331,6 +340,7 @@ func (r *run) number(cancelSrc context.CancelFunc) {
 			it.Free()
 			continue
 		}
+		r.track.locate(it.Seq, it.Shard, it.Entry)
 		it.Ticket = ticket
 		ticket++
 		if !r.window.acquire(r.up) {

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/datago-dev/datago/go/config"
+	"github.com/datago-dev/datago/go/source"
 )
 
 // Resume. Every item of a rank's epoch stream has a Seq (its position in the stream). A tracker
@@ -51,6 +52,41 @@ type State struct {
 	Phases     []Phase `json:"phases"`
 	Consumed   int64   `json:"consumed"`
 	Pending    []int64 `json:"pending"`
+	// WebDataset with a seed: per shard index, the samples delivered so far in the epoch (all
+	// phases), and those delivered before the current phase began (what its stream skips).
+	Shards      map[int]ShardState `json:"shards,omitempty"`
+	PhaseShards map[int]ShardState `json:"phase_shards,omitempty"`
+}
+
+// ShardState is a set of sample indices of a shard: all below Prefix, and Extra.
+type ShardState struct {
+	Prefix int   `json:"prefix"`
+	Extra  []int `json:"extra"`
+}
+
+func toEntrySets(m map[int]ShardState) map[int]*source.EntrySet {
+	out := make(map[int]*source.EntrySet, len(m))
+	for k, v := range m {
+		e := &source.EntrySet{Prefix: v.Prefix}
+		for _, x := range v.Extra {
+			e.Add(x)
+		}
+		out[k] = e
+	}
+	return out
+}
+
+func fromEntrySets(m map[int]*source.EntrySet) map[int]ShardState {
+	out := make(map[int]ShardState, len(m))
+	for k, e := range m {
+		st := ShardState{Prefix: e.Prefix, Extra: []int{}}
+		for x := range e.Extra {
+			st.Extra = append(st.Extra, x)
+		}
+		sort.Ints(st.Extra)
+		out[k] = st
+	}
+	return out
 }
 
 // tracker records the decided Seqs of a run.
@@ -59,6 +95,30 @@ type tracker struct {
 	lw      int64          // every Seq < lw is decided
 	hi      int64          // 1 + the largest decided Seq (>= lw)
 	decided map[int64]bool // decided Seqs in [lw, hi)
+
+	// WebDataset with a seed: where each numbered Seq lives (shard, index), and the samples of
+	// each shard decided so far in the epoch; nil otherwise.
+	where  map[int64][2]int
+	shards map[int]*source.EntrySet
+}
+
+// locate records where seq lives (WebDataset).
+func (t *tracker) locate(seq int64, shard, entry int) {
+	if t.shards == nil {
+		return
+	}
+	t.mu.Lock()
+	t.where[seq] = [2]int{shard, entry}
+	t.mu.Unlock()
+}
+
+func (t *tracker) shardState() map[int]ShardState {
+	if t.shards == nil {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return fromEntrySets(t.shards)
 }
 
 func newTracker(rs RankState) *tracker {
@@ -93,6 +153,15 @@ func (t *tracker) decide(seqs ...int64) {
 		if s < t.lw || t.decided[s] {
 			continue
 		}
+		if w, ok := t.where[s]; ok {
+			delete(t.where, s)
+			e := t.shards[w[0]]
+			if e == nil {
+				e = &source.EntrySet{}
+				t.shards[w[0]] = e
+			}
+			e.Add(w[1])
+		}
 		t.decided[s] = true
 		if s >= t.hi {
 			t.hi = s + 1
@@ -122,6 +191,8 @@ type resumePlan struct {
 	seed    *int64
 	history []Phase
 	cur     RankState
+	// WebDataset: samples delivered before the phase (its stream skips them) and so far
+	shardsAtPhase, shards map[int]ShardState
 }
 
 // remaining replays the phases over a global order of n positions: the positions (into the
@@ -187,9 +258,12 @@ func (p *Pipeline) parseState(js []byte) (*resumePlan, error) {
 		last := st.Phases[len(st.Phases)-1]
 		if last.WorldSize == ws && len(last.Ranks) == ws {
 			plan.history, plan.cur = st.Phases[:len(st.Phases)-1], last.Ranks[rank]
+			plan.shardsAtPhase = st.PhaseShards
 		} else {
 			plan.history = st.Phases
+			plan.shardsAtPhase = st.Shards
 		}
+		plan.shards = st.Shards
 	} else {
 		if st.Rank == nil || st.WorldSize != ws || *st.Rank != rank {
 			r := -1
@@ -199,6 +273,7 @@ func (p *Pipeline) parseState(js []byte) (*resumePlan, error) {
 			return nil, errs.Errorf(errs.Value, "state is rank %d of world_size %d, the client is rank %d of %d: merge every rank's state with datago.merge_state_dicts to resume on another world_size", r, st.WorldSize, rank, ws)
 		}
 		plan.history, plan.cur = st.Phases, RankState{Consumed: st.Consumed, Pending: st.Pending}
+		plan.shardsAtPhase, plan.shards = st.PhaseShards, st.Shards
 	}
 	for _, ph := range plan.history {
 		if ph.WorldSize < 1 || len(ph.Ranks) != ph.WorldSize {
@@ -208,7 +283,7 @@ func (p *Pipeline) parseState(js []byte) (*resumePlan, error) {
 	if len(plan.history) > 0 {
 		g, ok := p.src.(interface{ GlobalOrder() bool })
 		if !ok || !g.GlobalOrder() {
-			return nil, errs.Errorf(errs.Value, "resuming on another world_size is supported for source_type \"file\" (with a seed under random_sampling); use the same world_size for %q", p.cfg.SourceType)
+			return nil, errs.Errorf(errs.Value, "resuming on another world_size needs a seed (config key seed) for source_type %q", p.cfg.SourceType)
 		}
 	}
 	sort.Slice(plan.cur.Pending, func(i, j int) bool { return plan.cur.Pending[i] < plan.cur.Pending[j] })
@@ -239,11 +314,11 @@ func (p *Pipeline) LoadState(js []byte) error {
 // State returns the resume point of the current (or latest) run as JSON.
 func (p *Pipeline) State() ([]byte, error) {
 	p.mu.Lock()
-	tr, ep, hist := p.lastTracker, p.lastEpoch, p.lastHistory
+	tr, ep, hist, atPhase := p.lastTracker, p.lastEpoch, p.lastHistory, p.lastShardsAtPhase
 	if tr == nil { // nothing ran yet: the state of the start
-		tr, ep = newTracker(RankState{}), p.nextEpoch
+		tr, ep, atPhase = p.newTracker(nil), p.nextEpoch, nil
 		if p.resume != nil {
-			tr, ep, hist = newTracker(p.resume.cur), p.resume.epoch, p.resume.history
+			tr, ep, hist, atPhase = p.newTracker(p.resume), p.resume.epoch, p.resume.history, p.resume.shardsAtPhase
 		}
 	}
 	p.mu.Unlock()
@@ -253,6 +328,10 @@ func (p *Pipeline) State() ([]byte, error) {
 		Version: StateVersion, SourceType: p.cfg.SourceType, Seed: p.seed(), Epoch: ep,
 		WorldSize: p.worldSize, Rank: &rank, BatchSize: p.cfg.BatchSize,
 		Phases: hist, Consumed: rs.Consumed, Pending: rs.Pending,
+		Shards: tr.shardState(), PhaseShards: atPhase,
+	}
+	if st.Shards != nil && st.PhaseShards == nil {
+		st.PhaseShards = map[int]ShardState{}
 	}
 	if st.Phases == nil {
 		st.Phases = []Phase{}
@@ -324,4 +403,24 @@ func (s *selector) keep() bool {
 	q := s.q
 	s.q++
 	return q%int64(s.ws) == int64(s.rank)
+}
+
+// newTracker makes the tracker of a run (from a loaded state when plan is set); for WebDataset with
+// a seed it also follows the samples of each shard.
+func (p *Pipeline) newTracker(plan *resumePlan) *tracker {
+	rs := RankState{}
+	if plan != nil {
+		rs = plan.cur
+	}
+	t := newTracker(rs)
+	if g, ok := p.src.(interface {
+		SetDone(map[int]*source.EntrySet)
+	}); ok && p.seedGiven {
+		_ = g
+		t.where, t.shards = map[int64][2]int{}, map[int]*source.EntrySet{}
+		if plan != nil {
+			t.shards = toEntrySets(plan.shards)
+		}
+	}
+	return t
 }

@@ -125,3 +125,17 @@ func TestTurnstileSkipsAndOrders(t *testing.T) {
 		t.Fatalf("turn order %v", order)
 	}
 }
+
+func TestEntrySetsRoundTrip(t *testing.T) {
+	in := map[int]ShardState{3: {Prefix: 2, Extra: []int{4, 7}}, 0: {Prefix: 0, Extra: []int{0, 1, 5}}}
+	sets := toEntrySets(in)
+	if !sets[0].Has(1) || sets[0].Has(2) || sets[0].Prefix != 2 || !sets[3].Has(4) || sets[3].Has(5) {
+		t.Fatalf("entry sets %+v %+v", sets[0], sets[3])
+	}
+	sets[3].Add(2)
+	sets[3].Add(3)
+	out := fromEntrySets(sets)
+	if out[3].Prefix != 5 || !slices.Equal(out[3].Extra, []int{7}) || out[0].Prefix != 2 || !slices.Equal(out[0].Extra, []int{5}) {
+		t.Fatalf("round trip %+v", out)
+	}
+}

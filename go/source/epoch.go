@@ -63,3 +63,35 @@ func (d *DB) SetKeep(keep func() bool) { d.keep = keep }
 // GlobalOrder reports whether the ranks' streams are position splits of one global order (what
 // an elastic resume needs): with a seed, the ranks split the rows client-side (SetKeep).
 func (d *DB) GlobalOrder() bool { return d.seed != nil }
+
+// EntrySet is a set of sample indices of one shard: every index below Prefix, and Extra.
+type EntrySet struct {
+	Prefix int          `json:"prefix"`
+	Extra  map[int]bool `json:"-"`
+}
+
+// Has reports whether i is in the set (a nil set is empty).
+func (e *EntrySet) Has(i int) bool { return e != nil && (i < e.Prefix || e.Extra[i]) }
+
+// Add puts i in the set, moving the prefix past it when it can.
+func (e *EntrySet) Add(i int) {
+	if e.Has(i) {
+		return
+	}
+	if e.Extra == nil {
+		e.Extra = map[int]bool{}
+	}
+	e.Extra[i] = true
+	for e.Extra[e.Prefix] {
+		delete(e.Extra, e.Prefix)
+		e.Prefix++
+	}
+}
+
+// SetDone gives the entries per shard index that an earlier phase delivered: they are skipped
+// without being read into memory (nil: none).
+func (w *WebDataset) SetDone(done map[int]*EntrySet) { w.done = done }
+
+// GlobalOrder reports whether an elastic resume is possible: with a seed (the shard order does not
+// depend on world_size, and every sample is located by shard and index).
+func (w *WebDataset) GlobalOrder() bool { return w.seeded }

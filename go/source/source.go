@@ -33,6 +33,9 @@ type Item struct {
 	// marks a tombstone (its fetch failed) that keeps the ordered stages in step.
 	Seq, Ticket int64
 	Failed      bool
+	// Shard and Entry locate a WebDataset sample: the shard's index in the url list and the
+	// sample's index in the shard (unused by the other sources).
+	Shard, Entry int
 
 	Image            *Payload // nil when the sample has no image
 	Masks            []*Payload

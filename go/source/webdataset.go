@@ -53,7 +53,8 @@ type WebDataset struct {
 	rank, worldSize int
 	bySample        bool
 	maxBytes        int64
-	http            *remote.Client // nil when every shard is local
+	http            *remote.Client    // nil when every shard is local
+	done            map[int]*EntrySet // entries an earlier phase delivered (elastic resume), skipped unread
 
 	skipped stats.Counts
 }
@@ -163,7 +164,20 @@ func (w *WebDataset) skip(reason errs.Reason) { w.skipped.Add(string(reason)) }
 // (nil without random_sampling).
 func (w *WebDataset) plan(epoch int64) ([]shard, *rand.Rand) {
 	var mine []shard
-	if w.bySample {
+	if w.random && w.seeded {
+		// one shard order for every world_size (what an elastic resume needs): the whole list
+		// shuffled with (seed, epoch), rank r taking positions r, r + W, ...
+		all := append([]shard(nil), w.shards...)
+		g := rand.New(rand.NewPCG(uint64(w.seed), uint64(epoch)^0x2545f4914f6cdd1d))
+		g.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+		if w.bySample {
+			mine = all
+		} else {
+			for _, i := range RankSlice(len(all), w.rank, w.worldSize) {
+				mine = append(mine, all[i])
+			}
+		}
+	} else if w.bySample {
 		mine = append(mine, w.shards...)
 	} else {
 		for _, i := range RankSlice(len(w.shards), w.rank, w.worldSize) {
@@ -174,7 +188,9 @@ func (w *WebDataset) plan(epoch int64) ([]shard, *rand.Rand) {
 		return mine, nil
 	}
 	rng := rand.New(rand.NewPCG(uint64(w.seed), uint64(epoch)<<32^uint64(w.rank)^0x9e3779b97f4a7c15))
-	rng.Shuffle(len(mine), func(i, j int) { mine[i], mine[j] = mine[j], mine[i] })
+	if !w.seeded {
+		rng.Shuffle(len(mine), func(i, j int) { mine[i], mine[j] = mine[j], mine[i] })
+	}
 	return mine, rng
 }
 

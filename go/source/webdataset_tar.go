@@ -112,8 +112,8 @@ func (w *WebDataset) readShard(ctx context.Context, sh shard, out chan<- *Item) 
 			}
 			n++
 			cur = &sample{
-				it:   &Item{ID: key, Source: sh.loc},
-				keep: !w.bySample || (sh.index+n)%w.worldSize == w.rank,
+				it:   &Item{ID: key, Source: sh.loc, Shard: sh.index, Entry: n},
+				keep: (!w.bySample || (sh.index+n)%w.worldSize == w.rank) && !w.done[sh.index].Has(n),
 			}
 		}
 		if !cur.keep || cur.skip != "" {
@@ -273,6 +273,9 @@ func (w *WebDataset) finish(ctx context.Context, sh shard, s *sample, out chan<-
 		w.skip(reason)
 		slog.Warn("datago: webdataset: skipping sample", "shard", sh.loc, "key", it.ID, "reason", reason,
 			"reference_image_type", w.ref)
+		if w.seeded { // a tombstone: the sample's place in the stream stays (resume keeps it decided)
+			return false, Send(ctx, out, &Item{ID: it.ID, Source: it.Source, Shard: it.Shard, Entry: it.Entry, Failed: true})
+		}
 		return false, nil
 	}
 	if len(s.attrs) > 0 {

@@ -61,6 +61,11 @@ def merge_state_dicts(states: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         ],
     }
     out = {key: copy.deepcopy(first[key]) for key in _COMMON}
+    shards = _union_shards([st.get("shards") or {} for st in by_rank.values()])
+    if shards:
+        # WebDataset: the samples delivered per shard (all ranks), and those of the phase's start
+        out["shards"] = shards
+        out["phase_shards"] = copy.deepcopy(first.get("phase_shards") or {})
     out.update(
         {
             "rank": None,
@@ -71,4 +76,23 @@ def merge_state_dicts(states: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "pending": [],
         }
     )
+    return out
+
+
+def _union_shards(per_rank: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Union of per-shard sample sets ({shard: {"prefix": p, "extra": [...]}}: every index below p
+    and the extra ones)."""
+    sets: dict[str, set[int]] = {}
+    prefixes: dict[str, int] = {}
+    for shards in per_rank:
+        for key, st in shards.items():
+            prefixes[key] = max(prefixes.get(key, 0), int(st["prefix"]))
+            sets.setdefault(key, set()).update(int(x) for x in st["extra"])
+    out: dict[str, dict[str, Any]] = {}
+    for key in sorted(sets, key=int):
+        prefix, extra = prefixes[key], sets[key]
+        while prefix in extra:
+            extra.discard(prefix)
+            prefix += 1
+        out[key] = {"prefix": prefix, "extra": sorted(x for x in extra if x >= prefix)}
     return out

@@ -198,3 +198,13 @@ def test_batch_config_errors(small_photo_dir: Path) -> None:
     with pytest.raises(ValueError, match="batch_size"):
         with datago.DatagoClient(file_config(small_photo_dir)) as client:
             client.get_batch()
+
+
+def test_limit_caps_the_samples_that_enter_batches(small_photo_dir: Path) -> None:
+    for seed in (11, None):
+        cfg = _cfg(small_photo_dir, batch_size=4, limit=10, seed=seed)
+        if seed is None:
+            del cfg["seed"]
+        with datago.DatagoClient(cfg) as client:
+            sizes = [len(b) for b in client]
+        assert sum(sizes) == 10 and max(sizes) <= 4

@@ -69,10 +69,13 @@ def test_webdataset_resume(wds: tuple[str, list[str]], batched: bool) -> None:
     if batched:
         cfg = _wds(url, batch_size=4, max_held_samples=12)
         full, _ = batch_ids(cfg)
-        for k in (0, 2, 5, len(full)):
+        with_pending = 0
+        for k in (0, 2, 5, len(full)):  # ... inside partial buckets, and at the end of the epoch
             head, st = batch_ids(cfg, n=k)
+            with_pending += bool(st["pending"])
             tail, _ = batch_ids(cfg, state=st)
             assert head + tail == full, k
+        assert with_pending >= 1
     else:
         cfg = _wds(url)
         full2, _ = sample_ids(cfg)
@@ -189,10 +192,13 @@ def test_db_resume(room: FakeDataroom, random: bool) -> None:
         flat_a, flat_b = [i for x in a for i in x], [i for x in b for i in x]
         return a == b if random else sorted(flat_a) == sorted(flat_b) and len(set(flat_a)) == len(flat_a)
 
-    for k in (0, 1, 3, len(full)):
+    with_pending = 0
+    for k in (0, 1, 3, len(full)):  # ... inside partial buckets, and at the end of the epoch
         head, st = batch_ids(cfg, n=k)
+        with_pending += bool(st["pending"])
         tail, _ = batch_ids(cfg, state=st)
         assert same(head + tail, full), k
+    assert with_pending >= 1
     pcfg = {**cfg, "batch_size": 0}
     fulls, _ = sample_ids(pcfg)
     head2, st2 = sample_ids(pcfg, n=7)

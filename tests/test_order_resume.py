@@ -165,6 +165,8 @@ def test_state_errors(small_photo_dir: Path) -> None:
             client.load_state_dict({**st, "world_size": 3, "seed": 2})
         with pytest.raises(ValueError, match="source_type"):
             client.load_state_dict({**st, "source_type": "db"})
+        with pytest.raises(ValueError, match="configured seed"):
+            client.load_state_dict({**st, "world_size": 3, "ordered": False})
         client.start()
         with pytest.raises(ValueError, match="already started"):
             client.load_state_dict({**st, "world_size": 3})

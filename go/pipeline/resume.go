@@ -44,6 +44,7 @@ type State struct {
 	Version    int     `json:"version"`
 	SourceType string  `json:"source_type"`
 	Seed       *int64  `json:"seed"`
+	Ordered    bool    `json:"ordered"` // the seed was configured: ordered delivery (else drawn, or none)
 	Epoch      int64   `json:"epoch"`
 	WorldSize  int     `json:"world_size"`
 	Rank       *int    `json:"rank"`
@@ -246,6 +247,10 @@ func (p *Pipeline) parseState(js []byte) (*resumePlan, error) {
 	if mine := p.seed(); st.Seed != nil && mine != nil && p.seedGiven && *mine != *st.Seed {
 		return nil, errs.Errorf(errs.Value, "state has seed %d, the client's config %d", *st.Seed, *mine)
 	}
+	if st.Ordered != p.seedGiven {
+		with := map[bool]string{true: "with", false: "without"}
+		return nil, errs.Errorf(errs.Value, "the state was taken %s a configured seed, this client is %s one: configure the key seed the same way", with[st.Ordered], with[p.seedGiven])
+	}
 	if rep, ok := p.src.(interface{ Reproducible() bool }); !ok || !rep.Reproducible() {
 		return nil, errs.Errorf(errs.Value, "source_type %q: this config's order is not reproducible, set a seed (config key seed) to resume", p.cfg.SourceType)
 	}
@@ -325,7 +330,7 @@ func (p *Pipeline) State() ([]byte, error) {
 	rank := p.rank
 	rs := tr.state()
 	st := State{
-		Version: StateVersion, SourceType: p.cfg.SourceType, Seed: p.seed(), Epoch: ep,
+		Version: StateVersion, SourceType: p.cfg.SourceType, Seed: p.seed(), Ordered: p.seedGiven, Epoch: ep,
 		WorldSize: p.worldSize, Rank: &rank, BatchSize: p.cfg.BatchSize,
 		Phases: hist, Consumed: rs.Consumed, Pending: rs.Pending,
 		Shards: tr.shardState(), PhaseShards: atPhase,

@@ -6,7 +6,7 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-_COMMON = ("version", "source_type", "seed", "epoch", "world_size")
+_COMMON = ("version", "source_type", "seed", "ordered", "epoch", "world_size")
 
 
 def merge_state_dicts(states: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

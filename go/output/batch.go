@@ -153,8 +153,21 @@ func (b *BatchBuf) AdditionalSlot(name string, i int) unsafe.Pointer {
 	return unsafe.Add(unsafe.Pointer(unsafe.Slice(b.p.additional_images, k+1)[k]), i*b.imgBytes)
 }
 
-// Finish hands the first n slots over as a Batch (accounted as live); the BatchBuf is spent.
+// Finish hands the first n slots over as a Batch (accounted as live); the BatchBuf is spent. A
+// partial batch gives back the memory of its unused slots (realloc shrinks in place, or remaps the
+// pages of a large allocation: the pixels are not copied).
 func (b *BatchBuf) Finish(n int) Batch {
+	if n > 0 && n < b.capacity {
+		b.p.images = (*C.uint8_t)(shrink(unsafe.Pointer(b.p.images), n*b.imgBytes))
+		for k := range int(b.p.n_masks) {
+			arr := unsafe.Slice(b.p.masks, k+1)
+			arr[k] = (*C.uint8_t)(shrink(unsafe.Pointer(arr[k]), n*b.px))
+		}
+		for k := range int(b.p.n_additional_images) {
+			arr := unsafe.Slice(b.p.additional_images, k+1)
+			arr[k] = (*C.uint8_t)(shrink(unsafe.Pointer(arr[k]), n*b.imgBytes))
+		}
+	}
 	b.p.n = C.int32_t(n)
 	b.p.images_len = C.size_t(n * b.imgBytes)
 	C.datago__account_batch(b.p)
@@ -177,3 +190,11 @@ func (b *BatchBuf) Free(n int) {
 
 // ID is the sample's id.
 func (s Sample) ID() string { return C.GoString(s.p.id) }
+
+// shrink reallocates p to size bytes (smaller), keeping p when realloc fails.
+func shrink(p unsafe.Pointer, size int) unsafe.Pointer {
+	if q := C.realloc(p, C.size_t(size)); q != nil {
+		return q
+	}
+	return p
+}

@@ -83,6 +83,20 @@ func NewFilesystem(raw []byte, c *config.Config, _ *remote.Client) (Source, erro
 // listing, shuffled as a whole with (seed, epoch) under random_sampling with a seed. It does not
 // depend on the rank or world_size, so the ranks' streams are sub-sequences of one order (see List).
 func (f *Filesystem) Global(ctx context.Context, epoch int64) ([]string, error) {
+	all, err := f.Sorted(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if f.random && f.seeded {
+		rng := rand.New(rand.NewPCG(uint64(f.seed), uint64(epoch)^0x9e3779b97f4a7c15))
+		rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+	}
+	return all, nil
+}
+
+// Sorted returns the sorted listing of the folder (paths relative to the root, '/'-separated): the
+// order of every epoch before shuffling, and the index of random access (Index).
+func (f *Filesystem) Sorted(ctx context.Context) ([]string, error) {
 	var all []string
 	err := filepath.WalkDir(f.root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -108,10 +122,6 @@ func (f *Filesystem) Global(ctx context.Context, epoch int64) ([]string, error) 
 		return nil, err
 	}
 	sort.Strings(all)
-	if f.random && f.seeded {
-		rng := rand.New(rand.NewPCG(uint64(f.seed), uint64(epoch)^0x9e3779b97f4a7c15))
-		rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
-	}
 	return all, nil
 }
 

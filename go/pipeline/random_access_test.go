@@ -1,0 +1,67 @@
+package pipeline
+
+import (
+	"testing"
+
+	"github.com/datago-dev/datago/go/cmem"
+	"github.com/datago-dev/datago/go/errs"
+)
+
+// Map-style access decodes exactly the indices asked (in the order asked, duplicates included),
+// skips broken files with their reason, refuses an index out of range and leaks nothing.
+func TestGetItemsDecodesTheIndicesAsked(t *testing.T) {
+	dir, n := photoDir(t, 2)
+	p := newPipeline(t, cfgFor(dir, 0))
+	defer p.Close()
+	size, err := p.Len()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if size != n+2 { // the photos and the two broken files, sorted: 0_*, 1_*, empty.jpg, text.png
+		t.Fatalf("Len = %d, want %d", size, n+2)
+	}
+	items, _ := p.index()
+	indices := []int64{int64(n), 3, 0, 3, int64(n + 1), 1}
+	out, made, err := p.GetItems(indices)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if made != 4 {
+		t.Fatalf("made %d samples, want 4", made)
+	}
+	for k, i := range indices {
+		broken := i >= int64(n)
+		if (out[k].Ptr() == nil) != broken {
+			t.Fatalf("index %d (%s): sample %v, broken %v", i, items[i].ID, out[k].Ptr() != nil, broken)
+		}
+		if !broken {
+			if w, h := out[k].ImageSize(); w == 0 || h == 0 {
+				t.Fatalf("index %d: empty image", i)
+			}
+			out[k].Free()
+		}
+	}
+	if w0, h0 := func() (int, int) {
+		o, _, _ := p.GetItems([]int64{3})
+		defer o[0].Free()
+		return o[0].ImageSize()
+	}(); w0 == 0 || h0 == 0 {
+		t.Fatal("index 3 again: empty image")
+	}
+	if got := p.Stats().SkippedReasons[string(errs.ReasonDecode)]; got < 1 {
+		t.Fatalf("skipped reasons %v: want decode_error", p.Stats().SkippedReasons)
+	}
+	if _, _, err := p.GetItems([]int64{0, int64(size)}); errs.KindOf(err) != errs.Value {
+		t.Fatalf("index out of range: err %v, want a Value error", err)
+	}
+	if _, _, err := p.GetItems([]int64{-1}); err == nil {
+		t.Fatal("index -1: no error")
+	}
+	p.Close()
+	if live := cmem.Live(); live != 0 {
+		t.Fatalf("%d C buffers leaked", live)
+	}
+	if _, _, err := p.GetItems([]int64{0}); errs.KindOf(err) != errs.Closed {
+		t.Fatalf("after Close: err %v, want Closed", err)
+	}
+}

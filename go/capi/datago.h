@@ -179,6 +179,11 @@ int32_t datago_client_set_epoch(uint64_t client, int64_t epoch, datago_error *er
 /* Number of samples in the index. Returns >= 0, or -1 with *err set (e.g. the listing failed). */
 int64_t datago_client_len(uint64_t client, datago_error *err);
 
+/* The index as a malloc'd JSON array (free with datago_free_string): element i is
+ * {"id": ..., "source": ..., "attributes": {...}} of sample i, read from the listing (no image is
+ * read). NULL with *err set on error. */
+char *datago_client_index(uint64_t client, datago_error *err);
+
 /* Fetch, decode and transform the samples at indices[0..n) — in parallel on num_threads workers,
  * with the client's image settings — into out[0..n) (an array of n pointers owned by the caller).
  * out[k] is the sample of indices[k] (free each with datago_sample_free), or NULL when that sample

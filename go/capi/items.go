@@ -11,6 +11,7 @@ typedef const int64_t datago_cint64;
 import "C"
 
 import (
+	"encoding/json"
 	"unsafe"
 
 	"github.com/datago-dev/datago/go/errs"
@@ -59,4 +60,24 @@ func datago_client_get_items(h C.uint64_t, indices *C.datago_cint64, n C.int32_t
 		dst[k] = (*C.datago_sample)(s.Ptr())
 	}
 	return C.int32_t(made)
+}
+
+//export datago_client_index
+func datago_client_index(h C.uint64_t, errOut *C.datago_error) *C.char {
+	p := lookup(h)
+	if p == nil {
+		setErr(errOut, errBadHandle)
+		return nil
+	}
+	entries, err := p.IndexEntries()
+	if err != nil {
+		setErr(errOut, err)
+		return nil
+	}
+	js, err := json.Marshal(entries)
+	if err != nil {
+		setErr(errOut, errs.Errorf(errs.Runtime, "datago_client_index: %v", err))
+		return nil
+	}
+	return C.CString(string(js))
 }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -175,4 +176,28 @@ func cloneItem(it *source.Item) *source.Item {
 	}
 	c.Masks, c.AdditionalImages, c.Latents = cps(it.Masks), cps(it.AdditionalImages), cps(it.Latents)
 	return &c
+}
+
+// IndexEntry describes one sample of the map-style index without reading it.
+type IndexEntry struct {
+	ID         string          `json:"id"`
+	Source     string          `json:"source"`
+	Attributes json.RawMessage `json:"attributes"`
+}
+
+// IndexEntries lists the index: entry i describes the sample GetItems makes for index i.
+func (p *Pipeline) IndexEntries() ([]IndexEntry, error) {
+	items, err := p.index()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]IndexEntry, len(items))
+	for i, it := range items {
+		attrs := json.RawMessage("{}")
+		if it.AttributesJSON != "" {
+			attrs = json.RawMessage(it.AttributesJSON)
+		}
+		out[i] = IndexEntry{ID: it.ID, Source: it.Source, Attributes: attrs}
+	}
+	return out, nil
 }

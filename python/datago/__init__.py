@@ -21,6 +21,7 @@ from .errors import (
     NotFoundError,
     SampleTimeoutError,
 )
+from .map_dataset import MapDataset, SampleSkippedError
 from .sample import ImageInfo, Sample
 from .state import merge_state_dicts
 
@@ -35,8 +36,10 @@ __all__ = [
     "DatagoRuntimeError",
     "ForkError",
     "ImageInfo",
+    "MapDataset",
     "NotFoundError",
     "Sample",
+    "SampleSkippedError",
     "SampleTimeoutError",
     "initialize_logging",
     "live_samples",

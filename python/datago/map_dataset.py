@@ -88,10 +88,10 @@ class MapDataset:
         """
         n = len(self)
         idx = [int(i) + n if int(i) < 0 else int(i) for i in indices]
-        for i, j in zip(indices, idx):
+        for i, j in zip(indices, idx, strict=True):
             if not 0 <= j < n:
                 raise IndexError(f"index {i} out of range for a dataset of {n} samples")
-        return [self._checked(i, s) for i, s in zip(idx, self.client.get_items(idx))]
+        return [self._checked(i, s) for i, s in zip(idx, self.client.get_items(idx), strict=True)]
 
     def __getitems__(self, indices: Sequence[int]) -> list[Sample | None]:
         """torch.utils.data's batched fetch: one parallel decode per batch of indices."""

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from photos_util import file_config, loader_config
 from wds_helpers import make_samples, write_shards
 
 import datago
+from photos_util import file_config, loader_config
 
 
 def _streamed(cfg: dict) -> dict[str, np.ndarray]:
@@ -113,7 +113,7 @@ def _square_config(root: Path) -> dict:
     return file_config(root, image_config={"default_image_size": 64, "min_aspect_ratio": 1.0, "max_aspect_ratio": 1.0})
 
 
-def _train(loader, epochs: int) -> list[float]:  # noqa: ANN001
+def _train(loader, epochs: int) -> list[float]:
     import torch
 
     torch.manual_seed(0)

@@ -14,6 +14,9 @@ import (
 	"github.com/datago-dev/datago/go/source"
 )
 
+// testHookItem, when set (tests), runs in a worker before each sample is made.
+var testHookItem func()
+
 // randomAccess is the index of a map-style client: the dataset's items in a fixed order, listed
 // once (on the first Len or GetItems) and kept until Close.
 type randomAccess struct {
@@ -119,6 +122,9 @@ func (p *Pipeline) GetItems(indices []int64) (out []output.Sample, made int, err
 				k := next.Add(1) - 1
 				if k >= int64(len(indices)) {
 					return
+				}
+				if testHookItem != nil {
+					testHookItem()
 				}
 				it := cloneItem(items[indices[k]])
 				s, reason, err := p.makeSample(it)

@@ -1,7 +1,9 @@
 package pipeline
 
 import (
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/datago-dev/datago/go/cmem"
 	"github.com/datago-dev/datago/go/errs"
@@ -63,5 +65,43 @@ func TestGetItemsDecodesTheIndicesAsked(t *testing.T) {
 	}
 	if _, _, err := p.GetItems([]int64{0}); errs.KindOf(err) != errs.Closed {
 		t.Fatalf("after Close: err %v, want Closed", err)
+	}
+}
+
+// The samples of one GetItems call are made by num_threads workers at the same time: every worker
+// waits at a barrier until num_threads of them are inside (it would wait forever — here: fail
+// after a minute — if they ran one after the other).
+func TestGetItemsRunsNumThreadsWorkers(t *testing.T) {
+	dir, _ := photoDir(t, 1)
+	cfg := cfgFor(dir, 0)
+	cfg["num_threads"] = 3
+	p := newPipeline(t, cfg)
+	defer p.Close()
+	var mu sync.Mutex
+	inside, released := 0, make(chan struct{})
+	testHookItem = func() {
+		mu.Lock()
+		inside++
+		if inside == 3 {
+			close(released)
+		}
+		mu.Unlock()
+		select {
+		case <-released:
+		case <-time.After(time.Minute):
+		}
+	}
+	defer func() { testHookItem = nil }()
+	out, made, err := p.GetItems([]int64{0, 1, 2, 3, 4, 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range out {
+		s.Free()
+	}
+	select {
+	case <-released:
+	default:
+		t.Fatalf("the workers never were 3 at once (made %d)", made)
 	}
 }

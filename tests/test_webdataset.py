@@ -8,6 +8,7 @@ server (tests/wds_helpers.py) supports Range requests, keeps an access log and i
 from __future__ import annotations
 
 import gc
+import io
 import json
 import logging
 import re
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 from wds_helpers import (
     Fault,
     ShardServer,
@@ -305,7 +307,9 @@ def test_sample_without_reference_image_is_skipped(
     paths = write_shards(tmp_path, samples[:6], PER_SHARD)
     from wds_helpers import tar_bytes
 
-    broken = [(k, {e: v for e, v in f.items() if not (k == "sample_00004" and e == "jpg")}) for k, f in samples[:6]]
+    # no entry of a reference type (jpg;jpeg;png;webp by default): its mask alone is not an image
+    broken = [(k, {e: v for e, v in f.items() if not (k == "sample_00004" and e in ("jpg", "png"))})
+              for k, f in samples[:6]]
     paths[0].write_bytes(tar_bytes(broken))
     got, _, _ = load(wds_config(str(paths[0])))
     assert sorted(got) == [f"sample_{i:05d}" for i in (0, 1, 2, 3, 5)]
@@ -382,3 +386,57 @@ def test_bad_config(server: ShardServer, patch: dict, exc: type, match: str) -> 
     cfg.update(patch)
     with pytest.raises(exc, match=re.escape(match)):
         datago.DatagoClient(cfg)
+
+
+# -- the reference image: the first present of jpg;jpeg;png;webp (issue 9) ---------------------
+
+
+def test_reference_image_defaults_to_first_present_type(photos: list[Path], tmp_path: Path) -> None:
+    """A mixed shard set (one sample in ten has only a PNG, one only a WebP): every sample gets its
+    image by default; ``reference_image_type`` takes webdataset's ``"a;b"`` list; a single type
+    keeps the old behaviour (the others are skipped as missing_reference_image)."""
+    samples = make_samples(photos, 20, seed=9)
+    mixed: list[tuple[str, dict[str, bytes]]] = []
+    png_only, webp_only = set(), set()
+    for i, (key, files) in enumerate(samples):
+        files = dict(files)
+        if i % 10 == 3:  # the png (a 3/4-size mirrored copy) is the only image
+            del files["jpg"]
+            png_only.add(key)
+        elif i % 10 == 7:
+            buf = io.BytesIO()
+            Image.open(io.BytesIO(files.pop("jpg"))).save(buf, "WEBP", lossless=True)
+            del files["png"]
+            files["webp"] = buf.getvalue()
+            webp_only.add(key)
+        mixed.append((key, files))
+    shards = write_shards(tmp_path / "mixed", mixed, per_shard=5)
+    url = [str(p) for p in shards]
+    expect = {key: files for key, files in mixed}
+
+    def size_of(data: bytes) -> tuple[int, int]:
+        return Image.open(io.BytesIO(data)).size
+
+    got, _, stats = load(wds_config(url, image_config={"crop_and_resize": False}))
+    assert sorted(got) == sorted(expect)  # nothing trains on nothing
+    assert stats["samples_skipped"] == 0
+    for key, s in got.items():
+        files = expect[key]
+        ref = "jpg" if "jpg" in files else "png" if "png" in files else "webp"
+        assert s["original"] == size_of(files[ref]), key
+        assert s["image"].shape[:2] == size_of(files[ref])[::-1]
+        # the other image types stay additional images
+        assert set(s["additional"]) == {e for e in ("png",) if e in files and e != ref}, key
+    # webdataset's syntax: png before jpg
+    got, _, stats = load(wds_config(url, source_config={"reference_image_type": "png;jpg"},
+                                    image_config={"crop_and_resize": False}))
+    assert sorted(got) == sorted(k for k, f in expect.items() if "png" in f or "jpg" in f)
+    assert stats["skipped_reasons"] == {"missing_reference_image": len(webp_only)}
+    for key, s in got.items():
+        files = expect[key]
+        assert s["original"] == size_of(files["png"] if "png" in files else files["jpg"])
+        assert set(s["additional"]) == ({"jpg"} if "jpg" in files and "png" in files else set())
+    # one type: the samples without it are skipped and counted
+    got, _, stats = load(wds_config(url, source_config={"reference_image_type": "jpg"}))
+    assert sorted(got) == sorted(set(expect) - png_only - webp_only)
+    assert stats["skipped_reasons"] == {"missing_reference_image": len(png_only) + len(webp_only)}

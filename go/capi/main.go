@@ -46,6 +46,8 @@ func init() {
 	logLevel.Set(slog.LevelWarn)
 	if lvl := os.Getenv("DATAGO_LOG"); lvl != "" {
 		setLevel(lvl)
+	} else if lvl, ok := rustLogLevel(os.Getenv("RUST_LOG")); ok { // datago's (Rust) variable
+		setLevel(lvl)
 	}
 }
 

@@ -93,8 +93,8 @@ func Parse(data []byte) (*Config, error) {
 	if err := DecodeStrict(data, "", c); err != nil {
 		return nil, err
 	}
-	if c.SourceType == "" {
-		return nil, errs.Errorf(errs.Value, "config key source_type is required (file, webdataset or db)")
+	if err := c.applyDatagoAliases(); err != nil {
+		return nil, err
 	}
 	if c.Limit < 0 {
 		return nil, errs.Errorf(errs.Value, "config key limit must be >= 0 (0: no limit), got %d", c.Limit)
@@ -190,4 +190,58 @@ func (im *Image) validate() error {
 		}
 	}
 	return nil
+}
+
+// sourceTypeAliases are the source_type spellings of Photoroom's datago editions (compared
+// lower-case) and the source each one means.
+var sourceTypeAliases = map[string]string{
+	"file": "file", "filesystem": "file", "localstorage": "file", "local": "file",
+	"db": "db", "webdataset": "webdataset", "wds": "webdataset",
+}
+
+// applyDatagoAliases accepts datago's spellings: a config without source_type means the db
+// source (datago's default), source_type is matched case-insensitively with the Go edition's
+// names ("DB", "filesystem", "LocalStorage"), and source_config.random_order is an alias of
+// source_config.random_sampling (both given: they must agree).
+func (c *Config) applyDatagoAliases() error {
+	if strings.TrimSpace(c.SourceType) == "" {
+		c.SourceType = "db"
+	}
+	if v, ok := sourceTypeAliases[strings.ToLower(strings.TrimSpace(c.SourceType))]; ok {
+		c.SourceType = v
+	}
+	raw, err := renameSourceKey(c.SourceConfig, "random_order", "random_sampling")
+	if err != nil {
+		return err
+	}
+	c.SourceConfig = raw
+	return nil
+}
+
+// renameSourceKey renames the key alias of the source_config object to name (the object is
+// re-encoded only when alias is present). Both present with different values is a ValueError.
+func renameSourceKey(raw json.RawMessage, alias, name string) (json.RawMessage, error) {
+	t := bytes.TrimSpace(raw)
+	if len(t) == 0 || t[0] != '{' || !bytes.Contains(t, []byte(alias)) {
+		return raw, nil
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(t, &obj); err != nil {
+		return nil, errs.Errorf(errs.Value, "invalid config source_config: %v", err)
+	}
+	v, ok := obj[alias]
+	if !ok {
+		return raw, nil
+	}
+	if prev, both := obj[name]; both && !bytes.Equal(bytes.TrimSpace(prev), bytes.TrimSpace(v)) {
+		return nil, errs.Errorf(errs.Value, "config keys source_config.%s and source_config.%s (its alias) disagree: %s, %s",
+			name, alias, bytes.TrimSpace(prev), bytes.TrimSpace(v))
+	}
+	delete(obj, alias)
+	obj[name] = v
+	out, err := json.Marshal(obj)
+	if err != nil {
+		return nil, errs.Errorf(errs.Value, "invalid config source_config: %v", err)
+	}
+	return out, nil
 }

@@ -30,6 +30,8 @@ type FileConfig struct {
 	Rank           *int   `json:"rank"`
 	WorldSize      *int   `json:"world_size"`
 	Seed           *int64 `json:"seed"` // with random_sampling: the same seed gives the same order
+	// PageSize is accepted and ignored: the Go edition of datago's README sets it for this source.
+	PageSize int `json:"page_size"`
 }
 
 // Filesystem lists the images below a folder.

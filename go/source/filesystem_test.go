@@ -129,3 +129,18 @@ func TestFilesystemConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// datago's spellings reach the source: source_config.random_order is random_sampling, and the
+// Go edition's page_size is accepted (and ignored).
+func TestFilesystemDatagoAliases(t *testing.T) {
+	root := tree(t, 50)
+	sorted, _ := newFS(t, map[string]any{"root_path": root, "page_size": 512}).List(context.Background())
+	byAlias, _ := newFS(t, map[string]any{"root_path": root, "random_order": true, "seed": 7}).List(context.Background())
+	byName, _ := newFS(t, map[string]any{"root_path": root, "random_sampling": true, "seed": 7}).List(context.Background())
+	if !slices.Equal(byAlias, byName) || slices.Equal(byAlias, sorted) || len(byAlias) != 50 {
+		t.Errorf("random_order did not shuffle like random_sampling: %v / %v", byAlias[:5], byName[:5])
+	}
+	if fs := newFS(t, map[string]any{"root_path": root, "random_order": true}); !fs.random {
+		t.Error("random_order not applied")
+	}
+}

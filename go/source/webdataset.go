@@ -42,7 +42,8 @@ import (
 // skipped, logged and counted (errs.ReasonTruncated), and the next shard follows.
 type WebDataset struct {
 	shards          []shard
-	ref, maskSuffix string
+	refs            []string // reference image extensions, in order of preference (lower case)
+	maskSuffix      string
 	random          bool
 	seed            int64
 	seeded          bool // a seed was given: the merge order is fixed (mergeRoundRobin)
@@ -78,7 +79,7 @@ func NewWebDataset(raw []byte, c *config.Config, http *remote.Client) (Source, e
 		return nil, err
 	}
 	w := &WebDataset{
-		ref:         normExt(wc.ReferenceImageType),
+		refs:        referenceTypes(wc.ReferenceImageType),
 		maskSuffix:  normExt(wc.MaskSuffix),
 		random:      wc.RandomSampling,
 		concurrency: wc.ConcurrentDownloads,
@@ -86,8 +87,8 @@ func NewWebDataset(raw []byte, c *config.Config, http *remote.Client) (Source, e
 		token:       wc.AuthToken,
 		maxBytes:    c.MaxFileBytes,
 	}
-	if w.ref == "" {
-		w.ref = "jpg"
+	if len(w.refs) == 0 {
+		return nil, errs.Errorf(errs.Value, "config key source_config.reference_image_type names no extension: %q", *wc.ReferenceImageType)
 	}
 	if w.concurrency < 0 {
 		return nil, errs.Errorf(errs.Value, "config key source_config.concurrent_downloads must be >= 0, got %d", w.concurrency)

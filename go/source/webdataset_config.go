@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -18,16 +19,18 @@ import (
 type WebDatasetConfig struct {
 	// URL is a local path or an http(s) URL of a shard, a brace pattern of them
 	// ("shards/train-{000000..000127}.tar", "{a,b}"), or a JSON list of those.
-	URL                 json.RawMessage `json:"url"`
-	ReferenceImageType  string          `json:"reference_image_type"` // extension of the main image (default "jpg")
-	RandomSampling      bool            `json:"random_sampling"`      // shuffle shards, and samples in a buffer
-	ConcurrentDownloads int             `json:"concurrent_downloads"` // shards read at a time (default 4)
-	AuthToken           string          `json:"auth_token"`           // sent as "Authorization: Bearer ..."
-	Rank                *int            `json:"rank"`
-	WorldSize           *int            `json:"world_size"`
-	Seed                *int64          `json:"seed"`                // with random_sampling: the same seed, the same order
-	ShuffleBufferSize   int             `json:"shuffle_buffer_size"` // samples in the shuffle buffer (default 256)
-	MaskSuffix          string          `json:"mask_suffix"`         // extension of masks, besides "mask.<image ext>"
+	URL json.RawMessage `json:"url"`
+	// ReferenceImageType names the main image's extension, or several in order of preference
+	// (webdataset's "jpg;png"; default DefaultReferenceImageType): the first present is the image.
+	ReferenceImageType  *string `json:"reference_image_type"`
+	RandomSampling      bool    `json:"random_sampling"`      // shuffle shards, and samples in a buffer
+	ConcurrentDownloads int     `json:"concurrent_downloads"` // shards read at a time (default 4)
+	AuthToken           string  `json:"auth_token"`           // sent as "Authorization: Bearer ..."
+	Rank                *int    `json:"rank"`
+	WorldSize           *int    `json:"world_size"`
+	Seed                *int64  `json:"seed"`                // with random_sampling: the same seed, the same order
+	ShuffleBufferSize   int     `json:"shuffle_buffer_size"` // samples in the shuffle buffer (default 256)
+	MaskSuffix          string  `json:"mask_suffix"`         // extension of masks, besides "mask.<image ext>"
 }
 
 // Defaults of the WebDataset source.
@@ -78,6 +81,26 @@ func checkLocalShard(p string) error {
 		return errs.Errorf(errs.Value, "source_config.url: shard %q is a folder, not a tar file", p)
 	}
 	return nil
+}
+
+// DefaultReferenceImageType: a sample's image is its first present entry of these extensions.
+const DefaultReferenceImageType = "jpg;jpeg;png;webp"
+
+// referenceTypes reads reference_image_type: extensions separated by ';' (webdataset's syntax)
+// or ',', in order of preference, normalised (lower case, no leading dot); absent or empty gives
+// DefaultReferenceImageType.
+func referenceTypes(v *string) []string {
+	spec := DefaultReferenceImageType
+	if v != nil && strings.TrimSpace(*v) != "" {
+		spec = *v
+	}
+	var out []string
+	for _, part := range strings.FieldsFunc(spec, func(r rune) bool { return r == ';' || r == ',' }) {
+		if e := normExt(part); e != "" && !slices.Contains(out, e) {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func normExt(s string) string { return strings.ToLower(strings.TrimPrefix(strings.TrimSpace(s), ".")) }

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -188,11 +189,10 @@ func (w *WebDataset) add(sh shard, s *sample, ext string, b cmem.Buf) {
 	}
 	it := s.it
 	switch {
-	case lower == w.ref:
-		if it.Image != nil {
-			it.Image.Data.Free()
-		}
-		it.Image = &Payload{Data: b}
+	case slices.Contains(w.refs, lower):
+		// a candidate: finish makes the first present of w.refs the image, the others stay
+		// additional images
+		putPayload(&it.AdditionalImages, &Payload{Name: ext, Data: b})
 	case w.isMask(lower, last):
 		putPayload(&it.Masks, &Payload{Name: ext, Data: b})
 	case ImageExtensions["."+last]:
@@ -265,6 +265,7 @@ func (s *sample) setAttr(k string, v any) {
 func (w *WebDataset) finish(ctx context.Context, sh shard, s *sample, out chan<- *Item) (bool, error) {
 	it := s.it
 	reason := s.skip
+	w.promoteReference(it)
 	if reason == "" && it.Image == nil {
 		reason = errs.ReasonNoReference
 	}
@@ -272,7 +273,7 @@ func (w *WebDataset) finish(ctx context.Context, sh shard, s *sample, out chan<-
 		it.Free()
 		w.skip(reason)
 		slog.Warn("datago: webdataset: skipping sample", "shard", sh.loc, "key", it.ID, "reason", reason,
-			"reference_image_type", w.ref)
+			"reference_image_type", strings.Join(w.refs, ";"))
 		if w.seeded { // a tombstone: the sample's place in the stream stays (resume keeps it decided)
 			return false, Send(ctx, out, &Item{ID: it.ID, Source: it.Source, Shard: it.Shard, Entry: it.Entry, Failed: true})
 		}
@@ -293,4 +294,19 @@ func (w *WebDataset) finish(ctx context.Context, sh shard, s *sample, out chan<-
 		return false, err
 	}
 	return true, nil
+}
+
+// promoteReference makes the sample's entry of the most preferred reference extension its image
+// (taken out of the additional images, where add filed every candidate).
+func (w *WebDataset) promoteReference(it *Item) {
+	for _, ref := range w.refs {
+		for i, p := range it.AdditionalImages {
+			if strings.ToLower(p.Name) == ref {
+				it.AdditionalImages = slices.Delete(it.AdditionalImages, i, i+1)
+				p.Name = ""
+				it.Image = p
+				return
+			}
+		}
+	}
 }

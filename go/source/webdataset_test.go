@@ -196,7 +196,7 @@ func TestWebDatasetLocalPayloads(t *testing.T) {
 	// a third shard: a sample without the reference image, one with bad JSON, a directory entry,
 	// a hidden file, and a full sample
 	var extra []entry
-	extra = append(extra, entry{"orphan.png", []byte("PNG")}, entry{"orphan.json", []byte(`{"a": 1}`)})
+	extra = append(extra, entry{"orphan.tif", []byte("TIFF")}, entry{"orphan.json", []byte(`{"a": 1}`)})
 	extra = append(extra, entry{"badjson.jpg", []byte("J")}, entry{"badjson.json", []byte(`{"a":`)})
 	extra = append(extra, entry{"._junk.jpg", []byte("x")})
 	extra = append(extra, sampleEntries("last", 99)...)
@@ -474,4 +474,75 @@ func TestWebDatasetConfigErrors(t *testing.T) {
 	if _, err := New(c, remote.NewFor(c)); err == nil || !strings.Contains(err.Error(), "http_read_timeout") {
 		t.Errorf("invalid HTTP setting: %v", err)
 	}
+}
+
+func TestWebDatasetReferenceImageDefaultAndList(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "mixed.tar")
+	data := tarBytes(t, []entry{
+		{"j.jpg", []byte("J")}, {"j.png", []byte("JP")}, // jpg first: png stays an additional image
+		{"p.png", []byte("P")}, {"p.json", []byte(`{"n": 1}`)}, // png only: the png is the image
+		{"w.webp", []byte("W")},                           // webp only
+		{"e.JPEG", []byte("E")}, {"e.webp", []byte("EW")}, // jpeg before webp, any case
+		{"t.tif", []byte("T")}, // no reference type: skipped
+	})
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	type want struct {
+		image string
+		extra map[string]string
+	}
+	for _, tc := range []struct {
+		cfg     map[string]any
+		samples map[string]want
+		skipped int
+	}{
+		{map[string]any{"url": p}, map[string]want{
+			"j": {"J", map[string]string{"png": "JP"}}, "p": {"P", nil}, "w": {"W", nil},
+			"e": {"E", map[string]string{"webp": "EW"}},
+		}, 1},
+		// webdataset's syntax: the first present of the list
+		{map[string]any{"url": p, "reference_image_type": "png;jpg"}, map[string]want{
+			"j": {"JP", map[string]string{"jpg": "J"}}, "p": {"P", nil},
+		}, 3},
+		// one extension: only samples with it
+		{map[string]any{"url": p, "reference_image_type": "jpg"}, map[string]want{
+			"j": {"J", map[string]string{"png": "JP"}},
+		}, 4},
+	} {
+		w := newWDS(t, wdsConfig(tc.cfg))
+		items, err := collect(t, context.Background(), w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]want{}
+		for _, g := range items {
+			extra := g.Additional
+			if len(extra) == 0 {
+				extra = nil
+			}
+			got[g.ID] = want{g.Image, extra}
+		}
+		if !reflect.DeepEqual(got, tc.samples) {
+			t.Errorf("%v: got %v, want %v", tc.cfg, got, tc.samples)
+		}
+		if s := w.Skipped(); s[string(errs.ReasonNoReference)] != int64(tc.skipped) {
+			t.Errorf("%v: skipped %v, want %d missing_reference_image", tc.cfg, s, tc.skipped)
+		}
+	}
+	if _, err := NewWebDataset([]byte(`{"url": "`+p+`", "reference_image_type": ";"}`), mustParse(t), nil); errs.KindOf(err) != errs.Value ||
+		!strings.Contains(fmt.Sprint(err), "reference_image_type") {
+		t.Errorf("empty list: %v", err)
+	}
+	checkLive(t)
+}
+
+func mustParse(t *testing.T) *config.Config {
+	t.Helper()
+	c, err := config.Parse([]byte(`{"source_type": "webdataset"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -156,6 +156,10 @@ static int normalise_colour(VipsImage **x, const dg_params *p, int jpeg_out) {
             VipsImage *in3[3] = {*x, *x, *x};
             if (vips_bandjoin(in3, &t, 3, NULL)) return -1;
             step(x, t);
+            // the joined bands keep the grey interpretation, and the PNG / JPEG savers would
+            // re-read three grey bands as grey + alpha: mark them sRGB
+            if (vips_copy(*x, &t, "interpretation", VIPS_INTERPRETATION_sRGB, NULL)) return -1;
+            step(x, t);
         } else if ((*x)->Bands > 3) {
             if (vips_extract_band(*x, &t, 0, "n", 3, NULL)) return -1;
             step(x, t);

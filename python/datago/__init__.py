@@ -6,10 +6,10 @@ Importing the package does not load the native library; the first :class:`Datago
 from __future__ import annotations
 
 import logging
-import os
 
 from .batch import Batch
 from .client import DatagoClient, live_samples
+from .dataset import DatagoIterDataset
 from .errors import (
     AbiVersionError,
     ClosedError,
@@ -22,6 +22,7 @@ from .errors import (
     SampleTimeoutError,
 )
 from .map_dataset import MapDataset, SampleSkippedError
+from .raw_types import ImagePayload
 from .sample import ImageInfo, Sample
 from .state import merge_state_dicts
 
@@ -32,10 +33,12 @@ __all__ = [
     "ConfigError",
     "DatagoClient",
     "DatagoError",
+    "DatagoIterDataset",
     "DatagoOSError",
     "DatagoRuntimeError",
     "ForkError",
     "ImageInfo",
+    "ImagePayload",
     "MapDataset",
     "NotFoundError",
     "Sample",
@@ -50,25 +53,42 @@ __all__ = [
 logger = logging.getLogger("datago")
 
 
-def initialize_logging(level: str = "warn") -> None:
+def initialize_logging(log_level: str | None = None, *, level: str | None = None) -> bool:
     """Set the log level of the Go core and of the ``datago`` Python logger.
 
     The core's records (e.g. a skipped corrupt image, with its path) are forwarded to the
     ``datago`` logger; attach a handler to it (or to the root logger) to see them.
 
     Args:
-        level: "debug", "info", "warn", "error" or "off". The ``DATAGO_LOG`` environment variable
-            sets the core's level at load time.
+        log_level: "trace", "debug", "info", "warn", "error" or "off" (any case; datago's
+            keyword). None takes the environment's level: ``DATAGO_LOG``, else ``RUST_LOG``
+            (env_logger's syntax, as datago reads it), else "warn".
+        level: the same, under this package's earlier keyword.
+
+    Returns:
+        True: the level was applied (datago returns False when its logger was already set up;
+        this one can change the level at any time, so it always applies it).
 
     Raises:
-        ValueError: an unknown level.
+        ValueError: an unknown level, or ``log_level`` and ``level`` disagree.
     """
     from . import _lib
+    from .compat import env_log_level
 
-    if _lib.lib().datago_set_log_level(level.encode()) != 0:
-        raise ValueError(f"unknown log level {level!r} (debug, info, warn, error, off)")
-    py_level = {"off": logging.CRITICAL + 1, "warn": logging.WARNING}.get(level.lower())
-    logger.setLevel(py_level if py_level is not None else level.upper())
+    if log_level is not None and level is not None and log_level.lower() != level.lower():
+        raise ValueError(f"initialize_logging: log_level={log_level!r} and level={level!r} disagree")
+    name = log_level if log_level is not None else level
+    if name is None:
+        name = env_log_level() or "warn"
+    if not isinstance(name, str) or _lib.lib().datago_set_log_level(name.encode()) != 0:
+        raise ValueError(f"unknown log level {name!r} (trace, debug, info, warn, error, off)")
+    logger.setLevel(_py_level(name))
+    return True
+
+
+def _py_level(name: str) -> int | str:
+    return {"off": logging.CRITICAL + 1, "warn": logging.WARNING, "warning": logging.WARNING,
+            "trace": logging.DEBUG, "none": logging.CRITICAL + 1}.get(name.lower(), name.upper())
 
 
 def version() -> str:
@@ -78,9 +98,12 @@ def version() -> str:
     return _lib.ffi.string(_lib.lib().datago_version()).decode()
 
 
-if os.environ.get("DATAGO_LOG"):
-    logger.setLevel(
-        {"off": logging.CRITICAL + 1, "warn": logging.WARNING}.get(
-            os.environ["DATAGO_LOG"].lower(), os.environ["DATAGO_LOG"].upper()
-        )
-    )
+def _env_logger_level() -> None:
+    from .compat import env_log_level
+
+    name = env_log_level()  # DATAGO_LOG, else RUST_LOG (datago's variable)
+    if name:
+        logger.setLevel(_py_level(name))
+
+
+_env_logger_level()

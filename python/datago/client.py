@@ -322,6 +322,18 @@ class DatagoClient:
         _logs.drain()
         return json.loads(_lib.take_string(self._lib.datago_client_stats(self._handle)))
 
+    # -- Photoroom datago (Rust edition) compatibility ----------------------------------------
+    def get_sample_auto_convert(self, timeout: float | None = None) -> dict[str, Any] | None:
+        """The next sample as a dict of native Python types, as datago's method of this name
+        returns it (keys ``id``, ``source``, ``duplicate_state``, ``attributes``, ``tags``,
+        ``coca_embedding``, ``latents``, ``image``, ``masks``, ``additional_images``; see
+        :func:`datago.compat.auto_convert`), or None at the end of the stream. Waits and raises
+        like :meth:`get_sample`.
+        """
+        from .compat import auto_convert
+
+        return auto_convert(self.get_sample(timeout))
+
 
 def live_samples() -> tuple[int, int]:
     """Process-wide (samples, bytes) handed out by the core and not yet freed."""

@@ -233,7 +233,7 @@ def test_storage_connector_and_a_zip_archive(tmp_path: Path, photos: list[Path])
     assert storage.has_resource("a/b.bin") and not storage.has_resource("a/c.bin")
     with storage.get_resource("a/b.bin") as r:
         assert r.identifier == "a/b.bin" and r.read(3) == b"xxx"
-    with pytest.raises(ResourceNotFoundError, match="a/c.bin"):
+    with pytest.raises(ResourceNotFoundError, match=r"a/c\.bin"):
         storage.get_resource("a/c.bin")
     with pytest.raises(MaliciousFilePathError):
         storage.set_resource("../escape", StreamedResource("x", io.BytesIO(b"")))

@@ -65,12 +65,15 @@ def test_a_broken_file_is_none_counted_and_logged(
     root = tmp_path / "mixed"
     shutil.copytree(photo_dir, root)
     (root / "a" / "zz_broken.jpg").write_bytes(b"not a jpeg")
-    with datago.DatagoClient(file_config(root)) as client:
+    client = datago.DatagoClient(file_config(root))  # not started: only get_items decodes
+    try:
         ids = [e["id"] for e in client.index()]
         broken = ids.index("a/zz_broken.jpg")
         out = client.get_items([0, broken, 1])
         assert out[1] is None and out[0] is not None and out[2] is not None
         assert client.stats()["skipped_reasons"] == {"decode_error": 1}
+    finally:
+        client.close()
     assert any("zz_broken.jpg" in str(r.__dict__) for r in caplog.records)
     ds = datago.MapDataset(file_config(root))
     with pytest.raises(datago.SampleSkippedError, match=str(broken)):

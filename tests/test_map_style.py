@@ -169,3 +169,25 @@ def test_dataloader_with_distributed_sampler_covers_every_sample_once(photo_dir:
         losses = _train(loader, epochs=2)
         assert all(np.isfinite(losses))
     assert sorted(seen) == list(range(len(train)))  # 8 samples: disjoint and complete over ranks
+
+
+def test_db_rows_are_indexable_with_their_attributes(photos: list[Path]) -> None:
+    from test_db_source import FULL, FakeDataroom, db_config, make_rows
+
+    rows, files = make_rows(photos)
+    with FakeDataroom(rows, files) as room:
+        cfg = db_config(room.api_url, source_config=FULL)
+        streamed = _streamed(cfg)
+        client = datago.DatagoClient(cfg)
+        try:
+            index = client.index()  # the rows' metadata: no image fetched yet
+            assert sorted(e["id"] for e in index) == sorted(r["id"] for r in rows)
+            by_id = {r["id"]: r for r in rows}
+            assert all(e["attributes"] == by_id[e["id"]]["attributes"] for e in index)
+            samples = client.get_items([len(index) - 1, 0])
+            assert [s.id for s in samples] == [index[-1]["id"], index[0]["id"]]
+            for s in samples:
+                np.testing.assert_array_equal(s.image_array, streamed[s.id])
+                assert s.tags == by_id[s.id]["tags"] and s.mask_arrays
+        finally:
+            client.close()

@@ -20,6 +20,7 @@ var testHookItem func()
 // randomAccess is the index of a map-style client: the dataset's items in a fixed order, listed
 // once (on the first Len or GetItems) and kept until Close.
 type randomAccess struct {
+	use    sync.RWMutex // held for reading by every GetItems, for writing by free: Close waits for them
 	mu     sync.Mutex
 	built  bool
 	items  []*source.Item
@@ -28,6 +29,8 @@ type randomAccess struct {
 
 // free releases the bytes the index holds (WebDataset items carry their encoded payloads).
 func (ra *randomAccess) free() {
+	ra.use.Lock()
+	defer ra.use.Unlock()
 	ra.mu.Lock()
 	defer ra.mu.Unlock()
 	for _, it := range ra.items {
@@ -92,6 +95,8 @@ func (p *Pipeline) Len() (int, error) {
 // zero Sample. An index outside [0, Len) is a Value error and nothing is made. made counts the
 // non-zero samples.
 func (p *Pipeline) GetItems(indices []int64) (out []output.Sample, made int, err error) {
+	p.ra.use.RLock() // the items (and WebDataset bytes) stay until the call returns
+	defer p.ra.use.RUnlock()
 	items, err := p.index()
 	if err != nil {
 		return nil, 0, err
@@ -193,6 +198,8 @@ type IndexEntry struct {
 
 // IndexEntries lists the index: entry i describes the sample GetItems makes for index i.
 func (p *Pipeline) IndexEntries() ([]IndexEntry, error) {
+	p.ra.use.RLock()
+	defer p.ra.use.RUnlock()
 	items, err := p.index()
 	if err != nil {
 		return nil, err

@@ -105,3 +105,38 @@ func TestGetItemsRunsNumThreadsWorkers(t *testing.T) {
 		t.Fatalf("the workers never were 3 at once (made %d)", made)
 	}
 }
+
+// Close while GetItems calls are at work waits for them (no use after free; run with -race).
+func TestCloseDuringGetItems(t *testing.T) {
+	dir, _ := photoDir(t, 1)
+	p := newPipeline(t, cfgFor(dir, 0))
+	if _, err := p.Len(); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 3; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; k < 5; k++ {
+				out, _, err := p.GetItems([]int64{int64(k), int64(k + 1)})
+				if err != nil {
+					if errs.KindOf(err) != errs.Closed {
+						t.Errorf("GetItems: %v", err)
+					}
+					return
+				}
+				for _, s := range out {
+					if s.Ptr() != nil {
+						s.Free()
+					}
+				}
+			}
+		}()
+	}
+	p.Close()
+	wg.Wait()
+	if live := cmem.Live(); live != 0 {
+		t.Fatalf("%d C buffers leaked", live)
+	}
+}

@@ -38,7 +38,7 @@ extern "C" {
 #endif
 
 /* BEGIN CDEF */
-#define DATAGO_ABI_VERSION 3
+#define DATAGO_ABI_VERSION 4
 
 /* Results of datago_client_get_sample. */
 #define DATAGO_SAMPLE 0      /* *out holds a sample */
@@ -169,6 +169,30 @@ int32_t datago_client_load_state(uint64_t client, const char *state_json, datago
 
 /* The epoch of the next start (the seeded order depends on it). 0, or -1 with *err set. */
 int32_t datago_client_set_epoch(uint64_t client, int64_t epoch, datago_error *err);
+
+/* Map-style access (random access by index). The index is the source's listing, made once (on the
+ * first call) and kept until the client is freed: for a folder, its sorted listing (whatever
+ * random_sampling, rank and world_size say: a sampler chooses order and shares); for db, the rows
+ * of the configured query in the stream order of epoch 0 (the configured rank's share); for
+ * WebDataset, the samples of epoch 0's stream, whose encoded payloads are then held in memory.
+ * Independent of get_sample / get_batch (a streaming run may go on at the same time). */
+
+/* Number of samples in the index. Returns >= 0, or -1 with *err set (e.g. the listing failed). */
+int64_t datago_client_len(uint64_t client, datago_error *err);
+
+/* The index as a malloc'd JSON array (free with datago_free_string): element i is
+ * {"id": ..., "source": ..., "attributes": {...}} of sample i, read from the listing (no image is
+ * read). NULL with *err set on error. */
+char *datago_client_index(uint64_t client, datago_error *err);
+
+/* Fetch, decode and transform the samples at indices[0..n) — in parallel on num_threads workers,
+ * with the client's image settings — into out[0..n) (an array of n pointers owned by the caller).
+ * out[k] is the sample of indices[k] (free each with datago_sample_free), or NULL when that sample
+ * was skipped (corrupt image, missing file: counted in the stats, logged with its path). Returns the
+ * number of non-NULL samples, or -1 with *err set (an index outside [0, len): DATAGO_ERR_VALUE;
+ * nothing is made then). */
+int32_t datago_client_get_items(uint64_t client, const int64_t *indices, int32_t n, datago_sample **out,
+                                datago_error *err);
 
 /* Stop the pipeline: cancels every stage, waits for every goroutine, frees queued samples.
  * Idempotent; the client can be started again afterwards (a new epoch). */

@@ -60,6 +60,8 @@ type Pipeline struct {
 	lastBatcher *batcher
 	// WebDataset: the samples delivered before the latest run's phase (its stream skips them)
 	lastShardsAtPhase map[int]ShardState
+
+	ra randomAccess // map-style access (random_access.go)
 }
 
 // New validates cfg and builds the source; nothing runs before Start.
@@ -672,6 +674,7 @@ func (p *Pipeline) Close() {
 	p.closed = true
 	p.mu.Unlock()
 	p.Stop()
+	p.ra.free()
 	p.http.CloseIdle() // its pooled connections would otherwise linger until their idle timeout
 }
 

@@ -106,12 +106,18 @@ func checkFolder(root string) (string, error) {
 // listing, shuffled as a whole with (seed, epoch) under random_sampling with a seed. It does not
 // depend on the rank or world_size, so the ranks' streams are sub-sequences of one order (see List).
 func (f *Filesystem) Global(ctx context.Context, epoch int64) ([]string, error) {
+	all, err := f.Sorted(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return f.shuffleGlobal(all, epoch), nil
+}
+
+// Sorted returns the sorted listing of the folder or bucket prefix (paths relative to the root,
+// '/'-separated): the order of every epoch before shuffling, and the index of random access (Index).
+func (f *Filesystem) Sorted(ctx context.Context) ([]string, error) {
 	if f.bucket != nil {
-		all, err := f.bucket.keys(ctx) // sorted
-		if err != nil {
-			return nil, err
-		}
-		return f.shuffleGlobal(all, epoch), nil
+		return f.bucket.keys(ctx) // sorted
 	}
 	var all []string
 	err := filepath.WalkDir(f.root, func(path string, d fs.DirEntry, err error) error {
@@ -138,7 +144,7 @@ func (f *Filesystem) Global(ctx context.Context, epoch int64) ([]string, error) 
 		return nil, err
 	}
 	sort.Strings(all)
-	return f.shuffleGlobal(all, epoch), nil
+	return all, nil
 }
 
 // shuffleGlobal shuffles the sorted listing as a whole with (seed, epoch) under random_sampling

@@ -22,6 +22,7 @@ from .errors import (
     NotFoundError,
     SampleTimeoutError,
 )
+from .map_dataset import MapDataset, SampleSkippedError
 from .raw_types import ImagePayload
 from .sample import ImageInfo, Sample
 from .state import merge_state_dicts
@@ -40,8 +41,10 @@ __all__ = [
     "ForkError",
     "ImageInfo",
     "ImagePayload",
+    "MapDataset",
     "NotFoundError",
     "Sample",
+    "SampleSkippedError",
     "SampleTimeoutError",
     "initialize_logging",
     "live_samples",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from . import _lib, _logs
@@ -193,6 +193,85 @@ class DatagoClient:
                 _lib.raise_error(err)
             if deadline is not None and time.monotonic() >= deadline:
                 raise SampleTimeoutError(f"no batch within {timeout} s")
+
+    # -- map-style access -----------------------------------------------------------------------
+    def num_items(self) -> int:
+        """Number of samples of the client's map-style index (see :meth:`get_items`).
+
+        The index is listed once, on the first call, and kept until the client is closed.
+
+        Raises:
+            DatagoOSError / NotFoundError: the listing failed (names the path or URL).
+            ClosedError: the client was closed.
+        """
+        self._check()
+        err = _lib.new_error()
+        n = self._lib.datago_client_len(self._handle, err)
+        if n < 0:
+            _lib.raise_error(err)
+        return int(n)
+
+    def index(self) -> list[dict[str, Any]]:
+        """The map-style index, read from the listing (no image is decoded).
+
+        Returns:
+            Element i describes sample i of :meth:`get_items`: ``{"id": str, "source": str,
+            "attributes": dict}`` (a folder: the path relative to ``root_path``, "filesystem", {}).
+
+        Raises:
+            DatagoOSError / NotFoundError: the listing failed.
+            ClosedError: the client was closed.
+        """
+        self._check()
+        err = _lib.new_error()
+        ptr = self._lib.datago_client_index(self._handle, err)
+        if ptr == _lib.ffi.NULL:
+            _lib.raise_error(err)
+        return json.loads(_lib.take_string(ptr))
+
+    def get_items(self, indices: Sequence[int]) -> list[Sample | None]:
+        """Fetch, decode and transform the samples at ``indices`` (map-style, random access).
+
+        The Go core makes them in parallel on ``num_threads`` workers, with the client's image
+        settings (buckets, ``image_to_rgb8``, ...), the GIL released. Index i is the i-th sample of
+        the source's index: for a folder its sorted listing (whatever ``random_sampling``,
+        ``rank`` and ``world_size`` say: a sampler chooses the order and the ranks' shares); for
+        db the rows of the query in epoch 0's stream order; for WebDataset the samples of epoch
+        0's stream, whose encoded payloads the core then holds in memory. Independent of the
+        streaming methods (``get_sample`` may run at the same time).
+
+        Args:
+            indices: positions in ``[0, num_items())``, any order, repeats allowed.
+
+        Returns:
+            One entry per index, in order: a :class:`Sample`, or None when that sample was skipped
+            (corrupt image, missing file: counted in ``stats()["skipped_reasons"]`` and logged with
+            its path on the ``datago`` logger).
+
+        Raises:
+            IndexError: an index outside ``[0, num_items())`` (nothing is decoded then).
+            ClosedError: the client was closed.
+        """
+        self._check()
+        idx = [int(i) for i in indices]
+        if not idx:
+            return []
+        ffi = _lib.ffi
+        c_idx = ffi.new("int64_t[]", idx)
+        out = ffi.new("datago_sample *[]", len(idx))
+        err = _lib.new_error()
+        made = self._lib.datago_client_get_items(self._handle, c_idx, len(idx), out, err)
+        if made < 0:
+            _logs.drain()
+            if err.kind == self._lib.DATAGO_ERR_VALUE:
+                message = _lib.take_string(err.message) or "index out of range"
+                err.message = ffi.NULL
+                raise IndexError(message)
+            _lib.raise_error(err)
+        result: list[Sample | None] = [None if out[k] == ffi.NULL else Sample(out[k]) for k in range(len(idx))]
+        if made < len(idx):
+            _logs.drain()  # the skipped samples' warnings reach the logger
+        return result
 
     # -- order and resume ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -124,26 +124,8 @@ class DatagoClient:
                 could not be read); see :mod:`datago.errors`.
             ClosedError: the client was closed.
         """
-        self._check()
-        ffi = _lib.ffi
-        out = ffi.new("datago_sample **")
-        err = _lib.new_error()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            wait = _WAIT_SLICE_S
-            if deadline is not None:
-                wait = max(0.0, min(wait, deadline - time.monotonic()))
-            rc = self._lib.datago_client_get_sample(self._handle, wait, out, err)
-            if rc == self._lib.DATAGO_SAMPLE:
-                return Sample(out[0])
-            if rc == self._lib.DATAGO_END:
-                _logs.drain()  # the warnings of the run (skipped samples) reach the logger first
-                return None
-            if rc == self._lib.DATAGO_ERROR:
-                _logs.drain()
-                _lib.raise_error(err)
-            if deadline is not None and time.monotonic() >= deadline:
-                raise SampleTimeoutError(f"no sample within {timeout} s")
+        out = self._wait(self._lib.datago_client_get_sample, "datago_sample **", "sample", timeout)
+        return None if out is None else Sample(out)
 
     def __iter__(self) -> Iterator[Any]:
         """Yields :class:`Sample` — or :class:`Batch` when the config sets ``batch_size`` — until
@@ -173,18 +155,24 @@ class DatagoClient:
             DatagoOSError / NotFoundError / DatagoRuntimeError: the source failed.
             ClosedError: the client was closed.
         """
+        out = self._wait(self._lib.datago_client_get_batch, "datago_batch **", "batch", timeout)
+        return None if out is None else Batch(out)
+
+    def _wait(self, get: Any, out_type: str, what: str, timeout: float | None) -> Any:
+        """Call ``get`` (datago_client_get_sample or _get_batch) in slices of _WAIT_SLICE_S seconds
+        until it delivers (the C pointer), the stream ends (None) or ``timeout`` seconds pass
+        (SampleTimeoutError); a failed stream raises its DatagoError."""
         self._check()
-        ffi = _lib.ffi
-        out = ffi.new("datago_batch **")
+        out = _lib.ffi.new(out_type)
         err = _lib.new_error()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             wait = _WAIT_SLICE_S
             if deadline is not None:
                 wait = max(0.0, min(wait, deadline - time.monotonic()))
-            rc = self._lib.datago_client_get_batch(self._handle, wait, out, err)
+            rc = get(self._handle, wait, out, err)
             if rc == self._lib.DATAGO_SAMPLE:
-                return Batch(out[0])
+                return out[0]
             if rc == self._lib.DATAGO_END:
                 _logs.drain()  # the warnings of the run (skipped samples) reach the logger first
                 return None
@@ -192,7 +180,7 @@ class DatagoClient:
                 _logs.drain()
                 _lib.raise_error(err)
             if deadline is not None and time.monotonic() >= deadline:
-                raise SampleTimeoutError(f"no batch within {timeout} s")
+                raise SampleTimeoutError(f"no {what} within {timeout} s")
 
     # -- map-style access -----------------------------------------------------------------------
     def num_items(self) -> int:

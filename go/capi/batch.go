@@ -11,26 +11,15 @@ typedef const char datago_cchar2;
 import "C"
 
 import (
-	"time"
-
 	"github.com/datago-dev/datago/go/errs"
 	"github.com/datago-dev/datago/go/pipeline"
 )
 
 //export datago_client_get_batch
 func datago_client_get_batch(h C.uint64_t, timeoutS C.double, out **C.datago_batch, errOut *C.datago_error) C.int32_t {
-	p := lookup(h)
-	if p == nil {
-		setErr(errOut, errBadHandle)
+	p, timeout, ok := getPrologue("datago_client_get_batch", h, timeoutS, out == nil, errOut)
+	if !ok {
 		return C.int32_t(pipeline.StatusError)
-	}
-	if out == nil { // a batch taken with nowhere to put it would leak
-		setErr(errOut, errs.Errorf(errs.Value, "datago_client_get_batch: out is NULL"))
-		return C.int32_t(pipeline.StatusError)
-	}
-	timeout := time.Duration(-1)
-	if timeoutS >= 0 {
-		timeout = time.Duration(float64(timeoutS) * float64(time.Second))
 	}
 	b, status, err := p.NextBatch(timeout)
 	switch status {

@@ -127,18 +127,9 @@ func datago_client_start(h C.uint64_t, errOut *C.datago_error) C.int32_t {
 
 //export datago_client_get_sample
 func datago_client_get_sample(h C.uint64_t, timeoutS C.double, out **C.datago_sample, errOut *C.datago_error) C.int32_t {
-	p := lookup(h)
-	if p == nil {
-		setErr(errOut, errBadHandle)
+	p, timeout, ok := getPrologue("datago_client_get_sample", h, timeoutS, out == nil, errOut)
+	if !ok {
 		return C.int32_t(pipeline.StatusError)
-	}
-	if out == nil { // a sample taken with nowhere to put it would leak
-		setErr(errOut, errs.Errorf(errs.Value, "datago_client_get_sample: out is NULL"))
-		return C.int32_t(pipeline.StatusError)
-	}
-	timeout := time.Duration(-1)
-	if timeoutS >= 0 {
-		timeout = time.Duration(float64(timeoutS) * float64(time.Second))
 	}
 	s, status, err := p.Next(timeout)
 	switch status {
@@ -186,3 +177,22 @@ func datago_set_log_level(level *C.datago_cchar) C.int32_t {
 }
 
 func main() {}
+
+// getPrologue checks what get_sample and get_batch are given: a live handle and somewhere to put
+// what they take (one taken with nowhere to go would leak). It converts the timeout (seconds, < 0:
+// forever). On failure it sets *errOut and ok is false.
+func getPrologue(name string, h C.uint64_t, timeoutS C.double, outNil bool, errOut *C.datago_error) (p *pipeline.Pipeline, timeout time.Duration, ok bool) {
+	if p = lookup(h); p == nil {
+		setErr(errOut, errBadHandle)
+		return nil, 0, false
+	}
+	if outNil {
+		setErr(errOut, errs.Errorf(errs.Value, "%s: out is NULL", name))
+		return nil, 0, false
+	}
+	timeout = -1
+	if timeoutS >= 0 {
+		timeout = time.Duration(float64(timeoutS) * float64(time.Second))
+	}
+	return p, timeout, true
+}

@@ -19,6 +19,8 @@ from ..datasource import Datasource
 from ..db import Engine, datasources
 from ..executor import PageSpec, page_rows
 from ..render import Renderer
+from ..scan import safe_relpath
+from ..signing import verify
 from ..values import has_nul
 from .prefetch import Prefetcher, dumps
 
@@ -64,6 +66,28 @@ class ServerContext:
         (a datasource made by another process) re-reads the roots once."""
         root = self.roots().get(ds_id)
         return root if root is not None else self.roots(refresh=True).get(ds_id)
+
+    def signed_root(self, ds_id: str, path: str, exp: str | None, sig: str | None) -> str:
+        """The root of the datasource of a signed file URL (``/files`` and ``/thumbs``), after
+        checking the path stays inside it and the signature.
+
+        Raises:
+            ApiError: 404 for a path that would leave the root or an unknown datasource, 403 for a
+                bad or expired signature.
+        """
+        try:
+            safe_relpath(path)
+        except ValueError:
+            raise ApiError(404, "not found") from None
+        if not ds_id.isdigit():
+            raise ApiError(404, "not found")
+        reason = verify(self.engine.secret(), "file", ds_id, path, exp, sig)
+        if reason:
+            raise ApiError(403, reason)
+        root = self.root_of(int(ds_id))
+        if root is None:
+            raise ApiError(404, "not found")
+        return root
 
     def renderer(self, base: str) -> Renderer:
         """A result renderer signing URLs under ``base``."""

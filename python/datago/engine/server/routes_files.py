@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from ..dataroom import ApiError
 from ..scan import file_url as http_file_url
-from ..scan import is_http, local_file, safe_relpath
+from ..scan import is_http, local_file
 from ..signing import verify
 from .context import Context, ServerContext
 
@@ -55,18 +55,7 @@ def resolve_file(
         ApiError: 404 for a path that would leave the root or does not exist, 403 for a
             bad or expired signature.
     """
-    try:
-        safe_relpath(path)
-    except ValueError:
-        raise ApiError(404, "not found") from None
-    if not ds_id.isdigit():
-        raise ApiError(404, "not found")
-    reason = verify(ctx.engine.secret(), "file", ds_id, path, exp, sig)
-    if reason:
-        raise ApiError(403, reason)
-    root = ctx.root_of(int(ds_id))
-    if root is None:
-        raise ApiError(404, "not found")
+    root = ctx.signed_root(ds_id, path, exp, sig)
     if is_http(root):
         return RedirectResponse(http_file_url(root, path))
     full = local_file(root, path)

@@ -29,7 +29,7 @@ from fastapi.responses import HTMLResponse, Response
 from ..dataroom import ApiError
 from ..executor import fetch_page
 from ..results import Datapoint
-from ..scan import is_http, local_file, read_bytes, safe_relpath
+from ..scan import is_http, local_file, read_bytes
 from ..signing import quote_path, sign, verify
 from .context import Context
 
@@ -74,18 +74,7 @@ def get_thumbnail(ctx: Context, ds_id: str, path: str, exp: str | None = None, s
 
     Errors: 403 bad/expired signature, 404 no such file, 415 not an image.
     """
-    try:
-        safe_relpath(path)
-    except ValueError:
-        raise ApiError(404, "not found") from None
-    if not ds_id.isdigit():
-        raise ApiError(404, "not found")
-    reason = verify(ctx.engine.secret(), "file", ds_id, path, exp, sig)
-    if reason:
-        raise ApiError(403, reason)
-    root = ctx.root_of(int(ds_id))
-    if root is None:
-        raise ApiError(404, "not found")
+    root = ctx.signed_root(ds_id, path, exp, sig)
     stamp: Any = None
     if not is_http(root):
         full = local_file(root, path)

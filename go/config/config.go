@@ -54,13 +54,14 @@ type Config struct {
 
 	// HTTP settings of remote sources and URL payloads (see go/remote); 0 or absent takes the
 	// default. They are validated by the sources that read over HTTP.
-	HTTPConnectTimeout   float64 `json:"http_connect_timeout"`     // seconds to connect (default 10)
-	HTTPHeaderTimeout    float64 `json:"http_header_timeout"`      // seconds to the response headers (default 30)
-	HTTPReadTimeout      float64 `json:"http_read_timeout"`        // seconds a body read may stall (default 30)
-	HTTPMaxRetries       *int    `json:"http_max_retries"`         // retries per request (default 5; 0: none)
-	HTTPRetryBackoff     float64 `json:"http_retry_backoff"`       // first backoff in seconds, doubled per retry (default 0.5)
-	HTTPMaxConnsPerHost  int     `json:"http_max_conns_per_host"`  // connections per host (default 64)
-	HTTPMaxBytesInFlight int64   `json:"http_max_bytes_in_flight"` // bytes of whole-file GETs in flight (default 512 MiB)
+	HTTPConnectTimeout   float64  `json:"http_connect_timeout"`     // seconds to connect (default 10)
+	HTTPHeaderTimeout    float64  `json:"http_header_timeout"`      // seconds to the response headers (default 15)
+	HTTPReadTimeout      float64  `json:"http_read_timeout"`        // seconds a body read may stall (default 15)
+	HTTPMinThroughput    *float64 `json:"http_min_throughput"`      // bytes/s a body must average per http_read_timeout of waiting (default 1024; 0: no minimum)
+	HTTPMaxRetries       *int     `json:"http_max_retries"`         // retries per request (default 5; 0: none)
+	HTTPRetryBackoff     float64  `json:"http_retry_backoff"`       // first backoff in seconds, doubled per retry (default 0.5)
+	HTTPMaxConnsPerHost  int      `json:"http_max_conns_per_host"`  // connections per host (default 64)
+	HTTPMaxBytesInFlight int64    `json:"http_max_bytes_in_flight"` // bytes of whole-file GETs in flight (default 512 MiB)
 	// Batches, order and resume (see batch.go); absent: today's per-sample stream.
 	Batch
 

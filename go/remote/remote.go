@@ -2,10 +2,16 @@
 // source's pages and images) and the fetch stage (URL payloads).
 //
 // One Client per pipeline holds one tuned *http.Client, so connections are reused across requests.
-// Every request has a connect timeout, a response-header (first byte) timeout and an idle read
-// timeout (a body read that stalls longer fails). Connection errors, 408, 429 and 5xx answers are
-// retried with exponential backoff and jitter, honouring Retry-After. Any other non-2xx answer is an
-// error naming the URL (404 and 410 are of kind errs.NotFound, the rest errs.OS), never an empty body.
+// Every request has a connect timeout, a response-header (first byte) timeout, an idle read
+// timeout (a body read that stalls longer fails) and a minimum throughput (a body that delivers
+// fewer than MinThroughput bytes per second over ReadTimeout of waiting fails: a server that drips
+// bytes cannot hold a request forever). Connection errors, 408, 429 and 5xx answers are retried
+// with exponential backoff and jitter, honouring Retry-After; a timeout (connect, headers, stall,
+// too slow) is retried once only, so that an unresponsive server surfaces in about two timeouts.
+// A redirect loop (a URL seen twice, or more than maxRedirects redirects) fails at once. Any other
+// non-2xx answer is an error naming the URL (404 and 410 are of kind errs.NotFound, the rest
+// errs.OS), never an empty body. URLs in errors and logs have their query string redacted
+// (presigned URLs carry their signature there): see Redact.
 //
 // Open returns a Stream: a body that survives a broken connection by resuming from the byte where
 // it broke with a Range request (the server must answer 206 with a matching Content-Range;
@@ -24,6 +30,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -39,7 +46,11 @@ import (
 type Settings struct {
 	ConnectTimeout time.Duration // dial + TLS handshake
 	HeaderTimeout  time.Duration // from the request written to the response headers
-	ReadTimeout    time.Duration // longest a body read may wait for data
+	ReadTimeout    time.Duration // longest a body read may wait for data; the window of MinThroughput
+	// MinThroughput is the least a body must deliver, in bytes per second of waiting, averaged
+	// over each ReadTimeout spent waiting in reads (time the caller spends elsewhere does not
+	// count). 0 takes the default; < 0 turns the check off (only the idle ReadTimeout is left).
+	MinThroughput float64
 	MaxRetries     int           // retries after the first attempt (connection errors, 408, 429, 5xx)
 	RetryBackoff   time.Duration // first backoff; doubled per retry, with jitter
 	MaxBackoff     time.Duration // backoff cap
@@ -57,8 +68,9 @@ type Settings struct {
 func Defaults() Settings {
 	return Settings{
 		ConnectTimeout:   10 * time.Second,
-		HeaderTimeout:    30 * time.Second,
-		ReadTimeout:      30 * time.Second,
+		HeaderTimeout:    15 * time.Second,
+		ReadTimeout:      15 * time.Second,
+		MinThroughput:    1024,
 		MaxRetries:       5,
 		RetryBackoff:     500 * time.Millisecond,
 		MaxBackoff:       15 * time.Second,
@@ -82,6 +94,9 @@ func (s Settings) withDefaults() Settings {
 	}
 	if s.MaxRetries < 0 {
 		s.MaxRetries = 0
+	}
+	if s.MinThroughput == 0 {
+		s.MinThroughput = d.MinThroughput
 	}
 	if s.MaxConnsPerHost <= 0 {
 		s.MaxConnsPerHost = d.MaxConnsPerHost
@@ -121,6 +136,16 @@ func SettingsFrom(c *config.Config) (Settings, error) {
 		}
 		s.MaxRetries = *c.HTTPMaxRetries
 	}
+	if c.HTTPMinThroughput != nil {
+		switch v := *c.HTTPMinThroughput; {
+		case v < 0:
+			return s, errs.Errorf(errs.Value, "config key http_min_throughput must be >= 0 bytes per second (0: no minimum), got %g", v)
+		case v == 0:
+			s.MinThroughput = -1 // off
+		default:
+			s.MinThroughput = v
+		}
+	}
 	if c.HTTPMaxConnsPerHost < 0 {
 		return s, errs.Errorf(errs.Value, "config key http_max_conns_per_host must be >= 0, got %d", c.HTTPMaxConnsPerHost)
 	}
@@ -151,10 +176,29 @@ func NewFor(c *config.Config) *Client {
 
 // Counters are a Client's running totals.
 type Counters struct {
-	Requests int64 `json:"requests"` // HTTP requests sent (attempts, retries and resumes included)
-	Retries  int64 `json:"retries"`  // attempts repeated after a retryable failure
-	Resumes  int64 `json:"resumes"`  // streams resumed with a Range request after a broken read
-	Failures int64 `json:"failures"` // requests or streams that failed for good
+	Requests    int64 `json:"requests"`    // HTTP requests sent (attempts, retries and resumes included)
+	Retries     int64 `json:"retries"`     // attempts repeated after a retryable failure
+	Resumes     int64 `json:"resumes"`     // streams resumed with a Range request after a broken read
+	Truncations int64 `json:"truncations"` // bodies that ended early (closed or reset before their end)
+	Timeouts    int64 `json:"timeouts"`    // connects, headers or body reads that timed out or were too slow
+	Failures    int64 `json:"failures"`    // requests or streams that failed for good
+}
+
+// Map is the counters by their JSON names (the "http" object of the pipeline's stats).
+func (c Counters) Map() map[string]int64 {
+	return map[string]int64{
+		"requests": c.Requests, "retries": c.Retries, "resumes": c.Resumes,
+		"truncations": c.Truncations, "timeouts": c.Timeouts, "failures": c.Failures,
+	}
+}
+
+// Sub is the counts since before (a snapshot taken earlier).
+func (c Counters) Sub(before Counters) Counters {
+	return Counters{
+		Requests: c.Requests - before.Requests, Retries: c.Retries - before.Retries,
+		Resumes: c.Resumes - before.Resumes, Truncations: c.Truncations - before.Truncations,
+		Timeouts: c.Timeouts - before.Timeouts, Failures: c.Failures - before.Failures,
+	}
 }
 
 // Client is a pipeline's HTTP client. It is safe for concurrent use.
@@ -163,7 +207,7 @@ type Client struct {
 	hc     *http.Client
 	budget *budget
 
-	requests, retries, resumes, failures atomic.Int64
+	requests, retries, resumes, truncations, timeouts, failures atomic.Int64
 }
 
 // New builds a client with its own connection pool.
@@ -188,7 +232,8 @@ func New(s Settings) *Client {
 		ReadBufferSize:     64 << 10,
 		WriteBufferSize:    16 << 10,
 	}
-	return &Client{s: s, hc: &http.Client{Transport: tr}, budget: newBudget(s.MaxBytesInFlight)}
+	hc := &http.Client{Transport: tr, CheckRedirect: checkRedirect}
+	return &Client{s: s, hc: hc, budget: newBudget(s.MaxBytesInFlight)}
 }
 
 // Settings returns the effective settings.
@@ -198,7 +243,8 @@ func (c *Client) Settings() Settings { return c.s }
 func (c *Client) Counters() Counters {
 	return Counters{
 		Requests: c.requests.Load(), Retries: c.retries.Load(),
-		Resumes: c.resumes.Load(), Failures: c.failures.Load(),
+		Resumes: c.resumes.Load(), Truncations: c.truncations.Load(),
+		Timeouts: c.timeouts.Load(), Failures: c.failures.Load(),
 	}
 }
 
@@ -246,9 +292,9 @@ type StatusError struct {
 }
 
 func (e *StatusError) Error() string {
-	msg := fmt.Sprintf("GET %s: HTTP %s", e.URL, e.Status)
+	msg := fmt.Sprintf("GET %s: HTTP %s", Redact(e.URL), e.Status)
 	if e.Body != "" {
-		msg += ": " + e.Body
+		msg += ": " + RedactText(e.Body)
 	}
 	return msg
 }
@@ -293,11 +339,11 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	msg := "GET " + e.URL
+	msg := "GET " + Redact(e.URL)
 	if e.Offset > 0 {
 		msg += fmt.Sprintf(" (at byte %d)", e.Offset)
 	}
-	msg += ": " + e.Err.Error()
+	msg += ": " + RedactText(e.Err.Error())
 	if e.Note != "" {
 		msg += " (" + e.Note + ")"
 	}
@@ -306,6 +352,9 @@ func (e *Error) Error() string {
 
 // Kind is the user-facing kind (OS).
 func (e *Error) Kind() errs.Kind { return errs.OS }
+
+// Unwrap is the cause (ErrStalled, ErrTooSlow, a transport error).
+func (e *Error) Unwrap() error { return e.Err }
 
 // CheckURL validates an http(s) URL.
 func CheckURL(raw string) error {
@@ -404,6 +453,7 @@ type rangeSpec struct {
 // open sends GET url (with a Range from rng.off > 0) and retries connection errors and retryable
 // statuses. It returns a 2xx response or an error: ctx.Err(), *StatusError, or *Error.
 func (c *Client) open(ctx context.Context, rawURL string, o *options, rng rangeSpec) (*response, error) {
+	timeouts := 0
 	for attempt := 0; ; attempt++ {
 		rctx, cancel := context.WithCancel(ctx)
 		req, err := http.NewRequestWithContext(rctx, http.MethodGet, rawURL, nil)
@@ -439,6 +489,14 @@ func (c *Client) open(ctx context.Context, rawURL string, o *options, rng rangeS
 			if errors.As(err, &ue) && strings.Contains(ue.Err.Error(), "unsupported protocol scheme") {
 				isFinal = true
 			}
+			if errors.Is(err, errRedirect) { // a loop stays a loop
+				isFinal = true
+			}
+			if isTimeout(err) {
+				c.timeouts.Add(1)
+				timeouts++
+				isFinal = isFinal || timeouts > maxTimeoutRetries
+			}
 		case resp.StatusCode >= 200 && resp.StatusCode <= 299:
 			return &response{Response: resp, cancel: cancel}, nil
 		default:
@@ -467,7 +525,7 @@ func (c *Client) open(ctx context.Context, rawURL string, o *options, rng rangeS
 		}
 		c.retries.Add(1)
 		wait := c.backoff(attempt, after, hasAfter)
-		slog.Debug("datago: HTTP retry", "url", rawURL, "attempt", attempt+1, "wait", wait, "error", fail)
+		slog.Debug("datago: HTTP retry", "url", Redact(rawURL), "attempt", attempt+1, "wait", wait, "error", fail)
 		if err := sleep(ctx, wait); err != nil {
 			return nil, err
 		}
@@ -499,7 +557,7 @@ func (c *Client) Get(ctx context.Context, rawURL string, opts ...Option) (cmem.B
 	b, err := cmem.ReadAll(s, s.size, o.maxBytes)
 	if err != nil {
 		if errors.Is(err, cmem.ErrTooLarge) {
-			return cmem.Buf{}, fmt.Errorf("GET %s: %w", rawURL, err)
+			return cmem.Buf{}, fmt.Errorf("GET %s: %w", Redact(rawURL), err)
 		}
 		return cmem.Buf{}, err
 	}
@@ -529,4 +587,94 @@ func validator(h http.Header) string {
 		return et
 	}
 	return h.Get("Last-Modified")
+}
+
+// maxTimeoutRetries is how many times a request or a stream is tried again after a timeout
+// (connect, response headers, a stalled or too slow body) before it fails: once, on a fresh
+// connection (a single stuck connection or server node is common; a second timeout in a row means
+// the server is the problem, and retrying it MaxRetries times would multiply the timeout).
+const maxTimeoutRetries = 1
+
+// isTimeout reports whether err is a timeout of the transport (connect, TLS, response headers)
+// or of a body (ErrStalled, ErrTooSlow).
+func isTimeout(err error) bool {
+	if errors.Is(err, ErrStalled) || errors.Is(err, ErrTooSlow) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// maxRedirects caps the redirects of one request (as Go's default client does).
+const maxRedirects = 10
+
+// errRedirect marks a redirect loop or too many redirects: not retried.
+var errRedirect = errors.New("redirect loop")
+
+// checkRedirect stops a redirect chain at once when it comes back to a URL it has visited, or
+// after maxRedirects redirects.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	next := req.URL.String()
+	for _, v := range via {
+		if v.URL.String() == next {
+			return fmt.Errorf("%w: %s redirects back to itself after %d redirects", errRedirect, Redact(next), len(via))
+		}
+	}
+	if len(via) >= maxRedirects {
+		return fmt.Errorf("%w: stopped after %d redirects (last to %s)", errRedirect, len(via), Redact(next))
+	}
+	return nil
+}
+
+// Redact returns raw with its query string and fragment replaced by "REDACTED" and a password
+// in its user info masked: presigned URLs (S3's X-Amz-Signature, the engine's signed file URLs)
+// carry their credentials in the query, and logs and error messages must not. Anything that does
+// not parse as a URL goes through RedactText.
+func Redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" {
+		return RedactText(raw)
+	}
+	return redactURL(u)
+}
+
+func redactURL(u *url.URL) string {
+	if u.RawQuery != "" || u.ForceQuery {
+		u.RawQuery, u.ForceQuery = "REDACTED", false
+	}
+	u.Fragment, u.RawFragment = "", ""
+	return u.Redacted()
+}
+
+// urlInText finds the URLs in free text: a scheme, then anything up to white space or a quote.
+var urlInText = regexp.MustCompile(`(?i)\b[a-z][a-z0-9+.-]*://[^\s"'<>` + "`" + `]+`)
+
+// secretParam finds credentials in query strings without a scheme (a server's error answer that
+// quotes the request path, S3's canonical request): presigned-URL and token parameters.
+var secretParam = regexp.MustCompile(`(?i)\b(x-amz-signature|x-amz-credential|x-amz-security-token|signature|sig|token|access_token|x-goog-signature|x-goog-credential)=[^&\s"'<>]+`)
+
+// RedactText redacts every URL in s (an error message, a log line) as Redact does, and the values
+// of signature and token parameters anywhere else.
+func RedactText(s string) string {
+	if !strings.Contains(s, "=") {
+		return s
+	}
+	s = secretParam.ReplaceAllString(s, "$1=REDACTED")
+	if !strings.Contains(s, "://") {
+		return s
+	}
+	return urlInText.ReplaceAllStringFunc(s, func(m string) string {
+		if !strings.ContainsAny(m, "?#@") {
+			return m
+		}
+		u, err := url.Parse(m)
+		if err != nil {
+			// unparsable: keep what comes before a '?' or '#'
+			if i := strings.IndexAny(m, "?#"); i >= 0 {
+				m = m[:i] + "?REDACTED"
+			}
+			return m
+		}
+		return redactURL(u)
+	})
 }

@@ -16,19 +16,30 @@ import (
 // ErrStalled is the cause of a body read that got no data within Settings.ReadTimeout.
 var ErrStalled = errors.New("read stalled")
 
+// ErrTooSlow is the cause of a body that delivered less than Settings.MinThroughput.
+var ErrTooSlow = errors.New("body too slow")
+
 var errClosed = errors.New("remote: read on a closed stream")
 
 // body is one response body with its idle-read timer: a Read that waits longer than the timeout
-// cancels the request, which unblocks the Read with an error.
+// cancels the request, which unblocks the Read with an error. It also measures the throughput
+// over the time spent waiting in reads: each time that reaches the window, the bytes received
+// must average at least min bytes per second of it.
 type body struct {
 	rc      io.ReadCloser
 	cancel  context.CancelFunc
 	timer   *time.Timer
 	stalled atomic.Bool
+
+	min    float64       // bytes per second (<= 0: no minimum)
+	window time.Duration // waiting time per throughput check
+	waited time.Duration // waiting in reads since the last check
+	got    int64         // bytes since the last check
+	total  int64         // bytes read from this body
 }
 
-func newBody(resp *response) *body {
-	b := &body{rc: resp.Body, cancel: resp.cancel}
+func newBody(resp *response, min float64, window time.Duration) *body {
+	b := &body{rc: resp.Body, cancel: resp.cancel, min: min, window: window}
 	b.timer = time.AfterFunc(time.Hour, func() {
 		b.stalled.Store(true)
 		b.cancel()
@@ -39,9 +50,22 @@ func newBody(resp *response) *body {
 
 func (b *body) read(p []byte, timeout time.Duration) (int, error) {
 	b.timer.Reset(timeout)
+	start := time.Now()
 	n, err := b.rc.Read(p)
 	if !b.timer.Stop() && b.stalled.Load() && err != io.EOF {
 		err = fmt.Errorf("%w: no data for %v", ErrStalled, timeout)
+	}
+	b.total += int64(n)
+	if b.min > 0 && err == nil {
+		b.waited += time.Since(start)
+		b.got += int64(n)
+		if b.waited >= b.window {
+			if rate := float64(b.got) / b.waited.Seconds(); rate < b.min {
+				err = fmt.Errorf("%w: %d bytes in %.1f s of waiting (%.0f B/s < %.0f B/s, http_min_throughput)",
+					ErrTooSlow, b.got, b.waited.Seconds(), rate, b.min)
+			}
+			b.waited, b.got = 0, 0
+		}
 	}
 	return n, err
 }
@@ -65,11 +89,12 @@ type Stream struct {
 	size      int64 // total bytes, -1 when unknown
 	validator string
 
-	body    *body
-	off     int64 // bytes delivered
-	failed  int   // resume attempts since the last progress
-	lastErr error // what broke the last body
-	err     error // sticky: io.EOF, ctx.Err(), a fatal *Error
+	body     *body
+	off      int64 // bytes delivered
+	failed   int   // resume attempts since the last healthy body
+	timeouts int   // bodies that stalled or were too slow since the last healthy body
+	lastErr  error // what broke the last body
+	err      error // sticky: io.EOF, ctx.Err(), a fatal *Error
 }
 
 // Size is the total length from Content-Length (-1 when unknown).
@@ -81,7 +106,21 @@ func (s *Stream) Offset() int64 { return s.off }
 // URL is the stream's URL.
 func (s *Stream) URL() string { return s.url }
 
-func (s *Stream) attach(resp *response) { s.body = newBody(resp) }
+func (s *Stream) attach(resp *response) {
+	s.body = newBody(resp, s.c.s.MinThroughput, s.c.s.ReadTimeout)
+}
+
+// healthy reports whether the current body made real progress before it broke: at least a
+// throughput window's worth of bytes (one byte without a minimum throughput). Only then do the
+// counts of failed resumes and timeouts start again (a server that drips a few bytes per
+// connection, or cuts every connection after a few bytes, still fails in bounded time).
+func (s *Stream) healthy() bool {
+	need := int64(1)
+	if m := s.c.s.MinThroughput; m > 0 {
+		need = max(need, int64(m*s.c.s.ReadTimeout.Seconds()))
+	}
+	return s.body.total >= need
+}
 
 func (s *Stream) detach() {
 	if s.body != nil {
@@ -107,9 +146,6 @@ func (s *Stream) Read(p []byte) (int, error) {
 		}
 		n, err := s.body.read(p, s.c.s.ReadTimeout)
 		s.off += int64(n)
-		if n > 0 {
-			s.failed = 0
-		}
 		if err == nil {
 			return n, nil
 		}
@@ -118,6 +154,7 @@ func (s *Stream) Read(p []byte) (int, error) {
 			s.err = io.EOF
 			return n, io.EOF
 		}
+		healthy := s.healthy()
 		s.detach()
 		if s.ctx.Err() != nil {
 			s.err = s.ctx.Err()
@@ -126,8 +163,17 @@ func (s *Stream) Read(p []byte) (int, error) {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF // the connection closed before Content-Length bytes
 		}
+		if healthy {
+			s.failed, s.timeouts = 0, 0
+		}
+		if isTimeout(err) {
+			s.c.timeouts.Add(1)
+			s.timeouts++
+		} else {
+			s.c.truncations.Add(1)
+		}
 		s.lastErr = err
-		slog.Debug("datago: HTTP body broke", "url", s.url, "at_byte", s.off, "error", err)
+		slog.Debug("datago: HTTP body broke", "url", Redact(s.url), "at_byte", s.off, "error", err)
 		if n > 0 {
 			return n, nil // resume on the next Read
 		}
@@ -140,6 +186,11 @@ func (s *Stream) resume() error {
 		s.c.failures.Add(1)
 		return &Error{URL: s.url, Offset: s.off, Err: s.lastErr,
 			Note: fmt.Sprintf("could not resume after %d attempts", s.failed)}
+	}
+	if s.timeouts > maxTimeoutRetries {
+		s.c.failures.Add(1)
+		return &Error{URL: s.url, Offset: s.off, Err: s.lastErr,
+			Note: fmt.Sprintf("could not resume: %d timeouts in a row", s.timeouts)}
 	}
 	if err := sleep(s.ctx, s.c.backoff(s.failed, 0, false)); err != nil {
 		return err
@@ -166,7 +217,7 @@ func (s *Stream) resume() error {
 			return reject(fmt.Sprintf("cannot resume: Content-Range %q does not continue at byte %d of %d", cr, s.off, s.size))
 		}
 	}
-	slog.Info("datago: HTTP stream resumed", "url", s.url, "at_byte", s.off, "after", s.lastErr)
+	slog.Info("datago: HTTP stream resumed", "url", Redact(s.url), "at_byte", s.off, "after", s.lastErr)
 	s.attach(resp)
 	return nil
 }

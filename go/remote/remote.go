@@ -51,10 +51,10 @@ type Settings struct {
 	// over each ReadTimeout spent waiting in reads (time the caller spends elsewhere does not
 	// count). 0 takes the default; < 0 turns the check off (only the idle ReadTimeout is left).
 	MinThroughput float64
-	MaxRetries     int           // retries after the first attempt (connection errors, 408, 429, 5xx)
-	RetryBackoff   time.Duration // first backoff; doubled per retry, with jitter
-	MaxBackoff     time.Duration // backoff cap
-	MaxRetryAfter  time.Duration // cap on a server's Retry-After
+	MaxRetries    int           // retries after the first attempt (connection errors, 408, 429, 5xx)
+	RetryBackoff  time.Duration // first backoff; doubled per retry, with jitter
+	MaxBackoff    time.Duration // backoff cap
+	MaxRetryAfter time.Duration // cap on a server's Retry-After
 	// MaxConnsPerHost caps connections per host (idle ones are kept up to the same number).
 	MaxConnsPerHost int
 	// MaxBytesInFlight caps the bytes of concurrent Gets (weighted by Content-Length).

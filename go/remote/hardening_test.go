@@ -252,17 +252,18 @@ func TestTinyProgressDoesNotResumeForever(t *testing.T) {
 
 func TestRedact(t *testing.T) {
 	for in, want := range map[string]string{
-		"https://b.s3.amazonaws.com/k.tar?X-Amz-Signature=abc&X-Amz-Credential=AKIA": "https://b.s3.amazonaws.com/k.tar?REDACTED",
-		"http://u:pw@h/x?sig=1#frag": "http://u:xxxxx@h/x?REDACTED",
-		"http://h/plain.tar":         "http://h/plain.tar",
-		"/local/path.tar":            "/local/path.tar",
+		"https://b.s3.amazonaws.com/k.tar?X-Amz-Algorithm=AWS4&X-Amz-Signature=abc&X-Amz-Credential=AKIA%2F1": "https://b.s3.amazonaws.com/k.tar?X-Amz-Algorithm=AWS4&X-Amz-Signature=REDACTED&X-Amz-Credential=REDACTED",
+		"http://u:pw@h/x?sig=1&exp=9":               "http://u:xxxxx@h/x?sig=REDACTED&exp=9",
+		"http://h/api/images/?cursor=4&page_size=2": "http://h/api/images/?cursor=4&page_size=2",
+		"http://h/plain.tar":                        "http://h/plain.tar",
+		"/local/path.tar":                           "/local/path.tar",
 	} {
 		if got := Redact(in); got != want {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
 		}
 	}
 	msg := `GET "http://h/a.tar?X-Amz-Signature=abc": dial tcp; then https://x/y?token=t2 and http://h/b.tar; /k?a=1&Signature=s3cr3t`
-	want := `GET "http://h/a.tar?REDACTED": dial tcp; then https://x/y?REDACTED and http://h/b.tar; /k?a=1&Signature=REDACTED`
+	want := `GET "http://h/a.tar?X-Amz-Signature=REDACTED": dial tcp; then https://x/y?token=REDACTED and http://h/b.tar; /k?a=1&Signature=REDACTED`
 	if got := RedactText(msg); got != want {
 		t.Errorf("RedactText = %q, want %q", got, want)
 	}
@@ -288,7 +289,7 @@ func TestErrorsRedactSignatures(t *testing.T) {
 		if err == nil {
 			t.Fatalf("%s: no error", base)
 		}
-		if strings.Contains(err.Error(), "deadbeef") || strings.Contains(err.Error(), "AKIA") || !strings.Contains(err.Error(), base+"/k.tar?REDACTED") {
+		if strings.Contains(err.Error(), "deadbeef") || strings.Contains(err.Error(), "AKIA") || !strings.Contains(err.Error(), base+"/k.tar?X-Amz-Signature=REDACTED&X-Amz-Credential=REDACTED") {
 			t.Errorf("error %q", err)
 		}
 	}

@@ -577,6 +577,7 @@ func (c *Client) open2stream(ctx context.Context, rawURL string, o *options) (*S
 	}
 	s := &Stream{c: c, ctx: ctx, url: rawURL, o: o, size: resp.ContentLength}
 	s.validator = validator(resp.Header)
+	s.ctype = resp.Header.Get("Content-Type")
 	s.attach(resp)
 	return s, nil
 }
@@ -626,55 +627,51 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 	return nil
 }
 
-// Redact returns raw with its query string and fragment replaced by "REDACTED" and a password
-// in its user info masked: presigned URLs (S3's X-Amz-Signature, the engine's signed file URLs)
-// carry their credentials in the query, and logs and error messages must not. Anything that does
-// not parse as a URL goes through RedactText.
-func Redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Scheme == "" {
-		return RedactText(raw)
-	}
-	return redactURL(u)
-}
+// Redact returns raw with the values of its credential parameters replaced by REDACTED (presigned
+// URLs carry their signature in the query: S3's X-Amz-Signature and X-Amz-Credential, the engine's
+// sig, tokens, keys) and a password in its user info masked; other parameters (a page cursor)
+// stay, so that the URL still says what was asked. Used for every URL in logs and error messages.
+func Redact(raw string) string { return RedactText(raw) }
 
-func redactURL(u *url.URL) string {
-	if u.RawQuery != "" || u.ForceQuery {
-		u.RawQuery, u.ForceQuery = "REDACTED", false
-	}
-	u.Fragment, u.RawFragment = "", ""
-	return u.Redacted()
-}
+// queryParam finds the name=value pairs of query strings, in URLs or quoted on their own.
+var queryParam = regexp.MustCompile(`([?&;])([^=&;?#\s"'<>]+)=([^&;#\s"'<>]*)`)
 
-// urlInText finds the URLs in free text: a scheme, then anything up to white space or a quote.
-var urlInText = regexp.MustCompile(`(?i)\b[a-z][a-z0-9+.-]*://[^\s"'<>` + "`" + `]+`)
+// urlWithUser finds URLs with user info (user:password@host).
+var urlWithUser = regexp.MustCompile(`(?i)\b[a-z][a-z0-9+.-]*://[^\s/"'<>@]*@[^\s"'<>]*`)
 
-// secretParam finds credentials in query strings without a scheme (a server's error answer that
-// quotes the request path, S3's canonical request): presigned-URL and token parameters.
-var secretParam = regexp.MustCompile(`(?i)\b(x-amz-signature|x-amz-credential|x-amz-security-token|signature|sig|token|access_token|x-goog-signature|x-goog-credential)=[^&\s"'<>]+`)
-
-// RedactText redacts every URL in s (an error message, a log line) as Redact does, and the values
-// of signature and token parameters anywhere else.
-func RedactText(s string) string {
-	if !strings.Contains(s, "=") {
-		return s
+// sensitiveParam reports whether a query parameter carries a credential.
+func sensitiveParam(name string) bool {
+	n := strings.ToLower(name)
+	if n == "sig" || n == "key" {
+		return true
 	}
-	s = secretParam.ReplaceAllString(s, "$1=REDACTED")
-	if !strings.Contains(s, "://") {
-		return s
-	}
-	return urlInText.ReplaceAllStringFunc(s, func(m string) string {
-		if !strings.ContainsAny(m, "?#@") {
-			return m
+	for _, w := range []string{"signature", "token", "credential", "secret", "password", "passwd", "apikey", "api_key", "api-key", "accesskey", "access_key", "auth"} {
+		if strings.Contains(n, w) {
+			return true
 		}
-		u, err := url.Parse(m)
-		if err != nil {
-			// unparsable: keep what comes before a '?' or '#'
-			if i := strings.IndexAny(m, "?#"); i >= 0 {
-				m = m[:i] + "?REDACTED"
+	}
+	return false
+}
+
+// RedactText redacts every credential parameter and URL password in s (an error message, a log
+// line) as Redact does.
+func RedactText(s string) string {
+	if strings.Contains(s, "=") {
+		s = queryParam.ReplaceAllStringFunc(s, func(m string) string {
+			p := queryParam.FindStringSubmatch(m)
+			if !sensitiveParam(p[2]) || p[3] == "" {
+				return m
+			}
+			return p[1] + p[2] + "=REDACTED"
+		})
+	}
+	if strings.Contains(s, "@") {
+		s = urlWithUser.ReplaceAllStringFunc(s, func(m string) string {
+			if u, err := url.Parse(m); err == nil {
+				return u.Redacted()
 			}
 			return m
-		}
-		return redactURL(u)
-	})
+		})
+	}
+	return s
 }

@@ -88,6 +88,7 @@ type Stream struct {
 	o         *options
 	size      int64 // total bytes, -1 when unknown
 	validator string
+	ctype     string // Content-Type of the first answer
 
 	body     *body
 	off      int64 // bytes delivered
@@ -105,6 +106,9 @@ func (s *Stream) Offset() int64 { return s.off }
 
 // URL is the stream's URL.
 func (s *Stream) URL() string { return s.url }
+
+// ContentType is the Content-Type header of the answer ("" when absent).
+func (s *Stream) ContentType() string { return s.ctype }
 
 func (s *Stream) attach(resp *response) {
 	s.body = newBody(resp, s.c.s.MinThroughput, s.c.s.ReadTimeout)

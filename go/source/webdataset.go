@@ -35,9 +35,10 @@ import (
 // read by one rank only); otherwise every rank reads every shard and keeps sample j of shard i when
 // (i + j) % world_size == rank. Either way the ranks are disjoint and complete.
 //
-// Errors: a shard that cannot be read at all (404, refused, retries exhausted) or whose connection
-// breaks and cannot be resumed fails the run: Run returns an error naming it (a data set with a
-// missing shard is misconfigured; training on a silent subset is worse). A shard whose tar is
+// Errors: a shard that cannot be read at all (404, refused, retries exhausted), that is not a tar
+// from its first block (an HTML error page answered with 200: errs.OS, "not a tar archive"), or
+// whose connection breaks and cannot be resumed fails the run: Run returns an error naming it (a
+// data set with a missing shard is misconfigured; training on a silent subset is worse). A shard whose tar is
 // truncated or corrupt is not fatal: its samples read so far are delivered, the rest of it is
 // skipped, logged and counted (errs.ReasonTruncated), and the next shard follows.
 type WebDataset struct {

@@ -124,6 +124,65 @@ func TestWebDatasetHTTP404FailsTheRunWithTheURL(t *testing.T) {
 	checkLive(t)
 }
 
+// A shard answered 200 with something that is not a tar (an HTML error page, short or long)
+// fails the run like a 404, naming the shard, instead of counting as a truncated shard.
+func TestWebDatasetHTTPNotATarFailsTheRun(t *testing.T) {
+	page := "<!DOCTYPE html><html><head><title>503</title></head><body>Service unavailable</body></html>\n"
+	for name, body := range map[string]string{"short page": page, "long page": strings.Repeat(page, 20)} {
+		dir := t.TempDir()
+		writeShards(t, dir, 3, 3)
+		srv := newShardServer(t, dir)
+		bad := "/shard-000001.tar"
+		srv.fault = func(w http.ResponseWriter, r *http.Request, _ int) bool {
+			if r.URL.Path != bad {
+				return false
+			}
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			_, _ = w.Write([]byte(body))
+			return true
+		}
+		w := newWDS(t, httpConfig(map[string]any{"url": srv.URL + "/shard-{000000..000002}.tar", "concurrent_downloads": 1}))
+		items, err := collect(t, context.Background(), w)
+		if err == nil {
+			t.Fatalf("%s: no error for an HTML page answered as a shard", name)
+		}
+		desc := errs.Describe(err)
+		if !strings.HasPrefix(desc, "OSError:") || !strings.Contains(desc, srv.URL+bad) ||
+			!strings.Contains(desc, "not a tar archive") || !strings.Contains(desc, "text/html") || !strings.Contains(desc, "<!DOCTYPE html>") {
+			t.Errorf("%s: error %q", name, desc)
+		}
+		if len(items) != 3 {
+			t.Errorf("%s: %d samples before the error, want the 3 of the first shard", name, len(items))
+		}
+		if n := w.Skipped()[string(errs.ReasonTruncated)]; n != 0 {
+			t.Errorf("%s: %d truncated shards counted", name, n)
+		}
+	}
+	checkLive(t)
+}
+
+// A local file that is not a tar fails the same way; an empty file is an empty archive.
+func TestWebDatasetLocalNotATarFailsTheRun(t *testing.T) {
+	dir := t.TempDir()
+	good := writeShards(t, dir, 1, 2)[0]
+	notTar := filepath.Join(dir, "not-a-tar.tar")
+	if err := os.WriteFile(notTar, []byte("hello, this is not a tar file at all"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := newWDS(t, wdsConfig(map[string]any{"url": []string{good, notTar}, "concurrent_downloads": 1}))
+	items, err := collect(t, context.Background(), w)
+	if err == nil {
+		t.Fatal("no error for a local file that is not a tar")
+	}
+	if desc := errs.Describe(err); !strings.HasPrefix(desc, "OSError:") || !strings.Contains(desc, notTar) || !strings.Contains(desc, "not a tar archive") {
+		t.Errorf("error %v", err)
+	}
+	if len(items) != 2 {
+		t.Errorf("%d samples, want the 2 of the good shard", len(items))
+	}
+	checkLive(t)
+}
+
 func TestWebDatasetHTTPResumesACutShard(t *testing.T) {
 	dir := t.TempDir()
 	paths := writeShards(t, dir, 2, 6)

@@ -63,7 +63,15 @@ func (w *WebDataset) readShard(ctx context.Context, sh shard, out chan<- *Item) 
 		return err
 	}
 	defer r.Close()
-	tr := tar.NewReader(sourceReader{r})
+	head, err := tarStart(sh, r)
+	if err != nil {
+		var re *readError
+		if errors.As(err, &re) || ctx.Err() != nil {
+			return w.broken(ctx, sh, err, 0)
+		}
+		return err // not a tar: fatal, like a missing shard
+	}
+	tr := tar.NewReader(head)
 	var (
 		cur       *sample
 		n         = -1 // index in the shard of the current sample
@@ -140,6 +148,73 @@ func (w *WebDataset) readShard(ctx context.Context, sh shard, out chan<- *Item) 
 	}
 	slog.Debug("datago: webdataset: shard done", "shard", sh.loc, "samples", delivered)
 	return nil
+}
+
+// tarStart reads the first block of a shard and checks that it is a tar header (its checksum
+// matches; ustar, GNU and v7 headers all have one) or the zero block of an empty archive, so that
+// what is not a tar at all (an HTML error page answered with 200, a JSON error, a wrong file)
+// fails the run like a missing shard (an *errs.Error of kind OS naming the shard) instead of being
+// taken for a truncated tar and skipped. An empty shard (0 bytes) is an empty archive, as tar reads
+// it. It returns a reader of the whole shard.
+func tarStart(sh shard, raw io.Reader) (io.Reader, error) {
+	r := sourceReader{raw}
+	head := make([]byte, tarBlock)
+	n, err := io.ReadFull(r, head)
+	head = head[:n]
+	switch {
+	case err == io.EOF:
+		return r, nil
+	case err != nil && err != io.ErrUnexpectedEOF:
+		return nil, err // a read error of the stream
+	}
+	if isZeros(head) || (n == tarBlock && tarChecksumOK(head)) {
+		return io.MultiReader(bytes.NewReader(head), r), nil
+	}
+	what := ""
+	if ct, ok := raw.(interface{ ContentType() string }); ok && ct.ContentType() != "" {
+		what = ", Content-Type " + ct.ContentType()
+	}
+	return nil, errs.Errorf(errs.OS, "webdataset shard %s: not a tar archive (its first %d bytes are not a tar header%s; they start %q)",
+		remote.Redact(sh.loc), n, what, preview(head, 64))
+}
+
+// tarBlock is the size of a tar header block.
+const tarBlock = 512
+
+func isZeros(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// tarChecksumOK checks a header block's checksum: the octal number at bytes 148-155 is the sum of
+// the block's bytes with that field taken as spaces (unsigned, or signed as some old tars wrote).
+func tarChecksumOK(h []byte) bool {
+	field := strings.Trim(string(h[148:156]), " \x00")
+	want, err := strconv.ParseInt(field, 8, 64)
+	if err != nil || field == "" {
+		return false
+	}
+	var unsigned, signed int64
+	for i, c := range h {
+		if i >= 148 && i < 156 {
+			c = ' '
+		}
+		unsigned += int64(c)
+		signed += int64(int8(c))
+	}
+	return want == unsigned || want == signed
+}
+
+// preview is the start of b as printable text (at most n bytes).
+func preview(b []byte, n int) string {
+	if len(b) > n {
+		b = b[:n]
+	}
+	return strings.ToValidUTF8(string(b), "\uFFFD")
 }
 
 // broken handles a read error in a shard: cancellation and transport failures end the run; a

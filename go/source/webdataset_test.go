@@ -392,17 +392,15 @@ func TestWebDatasetTruncatedAndCorruptShards(t *testing.T) {
 		"mid-entry.tar":  full[:third+3],
 		"at-header.tar":  full[:third-512], // exactly before the header of t/k2.jpg
 		"garbage.tar":    append(slices.Clone(full[:third-512]), bytes.Repeat([]byte{0x7f}, 2048)...),
-		"not-a-tar.tar":  []byte("hello, this is not a tar file at all"),
 		"zero-bytes.tar": {},
 	}
 	wantIDs := map[string][]string{
 		"mid-entry.tar":  {"t/k0", "t/k1"},
 		"at-header.tar":  {"t/k0", "t/k1"},
 		"garbage.tar":    {"t/k0", "t/k1"},
-		"not-a-tar.tar":  nil,
 		"zero-bytes.tar": nil,
 	}
-	wantTruncated := map[string]int64{"mid-entry.tar": 1, "at-header.tar": 0, "garbage.tar": 1, "not-a-tar.tar": 1}
+	wantTruncated := map[string]int64{"mid-entry.tar": 1, "at-header.tar": 0, "garbage.tar": 1}
 	good := writeShards(t, dir, 1, 2)[0]
 	for name, data := range cases {
 		p := filepath.Join(dir, name)

@@ -14,6 +14,8 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"github.com/datago-dev/datago/go/remote"
 )
 
 // maxQueuedLogs bounds the log records waiting for datago_drain_logs; more are counted as dropped.
@@ -81,6 +83,7 @@ func newLogHandler(w io.Writer, level slog.Leveler) *logHandler {
 func (h *logHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level.Level() }
 
 func (h *logHandler) Handle(ctx context.Context, r slog.Record) error {
+	r = redactRecord(r)
 	if !logs.capture.Load() {
 		return h.text.Handle(ctx, r)
 	}
@@ -100,6 +103,10 @@ func (h *logHandler) Handle(ctx context.Context, r slog.Record) error {
 }
 
 func (h *logHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	as = slices.Clone(as)
+	for i, a := range as {
+		as[i] = redactAttr(a)
+	}
 	c := *h
 	c.text = h.text.WithAttrs(as)
 	c.attrs = slices.Clip(h.attrs)
@@ -120,6 +127,34 @@ func (h *logHandler) WithGroup(name string) slog.Handler {
 	c.text = h.text.WithGroup(name)
 	c.group = h.group + name + "."
 	return &c
+}
+
+// redactRecord is r with the credentials in its URLs redacted (remote.RedactText: presigned URLs'
+// signatures, tokens), in the message and in every string or error attribute.
+func redactRecord(r slog.Record) slog.Record {
+	nr := slog.NewRecord(r.Time, r.Level, remote.RedactText(r.Message), r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		nr.AddAttrs(redactAttr(a))
+		return true
+	})
+	return nr
+}
+
+func redactAttr(a slog.Attr) slog.Attr {
+	v := a.Value.Resolve()
+	switch v.Kind() {
+	case slog.KindString:
+		return slog.String(a.Key, remote.RedactText(v.String()))
+	case slog.KindGroup:
+		g := slices.Clone(v.Group())
+		for i := range g {
+			g[i] = redactAttr(g[i])
+		}
+		return slog.Attr{Key: a.Key, Value: slog.GroupValue(g...)}
+	case slog.KindAny:
+		return slog.String(a.Key, remote.RedactText(fmt.Sprint(v.Any())))
+	}
+	return a
 }
 
 // addAttr stores a in m as a JSON-friendly value (strings, numbers, booleans; anything else, e.g.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -48,5 +49,30 @@ func TestLogCaptureAndDrops(t *testing.T) {
 	recs, dropped, _ = logs.drain(0)
 	if len(recs) != maxQueuedLogs-10 || dropped != 0 {
 		t.Fatalf("%d records, %d dropped; want the rest and 0", len(recs), dropped)
+	}
+}
+
+// No log line shows a presigned URL's signature: in the message, a string attribute or an error,
+// on stderr and in captured records.
+func TestLogsRedactSignatures(t *testing.T) {
+	var stderr bytes.Buffer
+	level := new(slog.LevelVar)
+	log := slog.New(newLogHandler(&stderr, level)).With("base", "http://h/x?token=t0p")
+	defer logs.capture.Store(false)
+	url := "https://b.s3.amazonaws.com/k.tar?X-Amz-Signature=hush&X-Amz-Credential=AKIA"
+	for _, capture := range []bool{false, true} {
+		logs.capture.Store(capture)
+		log.Warn("datago: GET "+url, "url", url, "error", errors.New(`Get "`+url+`": refused`),
+			slog.Group("g", "u", url))
+	}
+	recs, _, _ := logs.drain(0)
+	text := stderr.String() + fmt.Sprint(recs)
+	for _, secret := range []string{"hush", "AKIA", "t0p"} {
+		if strings.Contains(text, secret) {
+			t.Errorf("%q in the logs: %s", secret, text)
+		}
+	}
+	if !strings.Contains(text, "k.tar?X-Amz-Signature=REDACTED") || len(recs) != 1 {
+		t.Errorf("logs %s", text)
 	}
 }

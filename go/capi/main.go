@@ -27,6 +27,7 @@ import (
 	"github.com/datago-dev/datago/go/config"
 	"github.com/datago-dev/datago/go/errs"
 	"github.com/datago-dev/datago/go/pipeline"
+	"github.com/datago-dev/datago/go/remote"
 )
 
 // Version of the library (the C ABI's version is DATAGO_ABI_VERSION in datago.h).
@@ -73,7 +74,7 @@ func setLevel(name string) bool {
 func setErr(errOut *C.datago_error, err error) {
 	if errOut != nil {
 		errOut.kind = C.int32_t(errs.KindOf(err))
-		errOut.message = C.CString(err.Error())
+		errOut.message = C.CString(remote.RedactText(err.Error())) // no presigned URL's signature
 	}
 }
 

@@ -40,7 +40,9 @@ type Pipeline struct {
 	src     source.Source
 	fetcher *fetch.Fetcher
 	http    *remote.Client // shared by the source and the fetcher
-	opts    *transform.Options
+	// httpBase is http's counters when the latest run started (Stats reports the run's own)
+	httpBase remote.Counters
+	opts     *transform.Options
 
 	// batches, order and resume (batch.go, order.go, resume.go)
 	batchOpts       *transform.Options // image options of batched samples (batch_mode channels, packed)
@@ -192,6 +194,7 @@ func (p *Pipeline) Start() {
 	r.track = p.newTracker(plan)
 	p.lastTracker, p.lastEpoch = r.track, epoch
 	p.cur, p.last = r, r.stats
+	p.httpBase = p.http.Counters()
 
 	batched := cfg.BatchSize > 0
 	workers := cfg.NumThreads
@@ -685,8 +688,10 @@ func (p *Pipeline) Stats() stats.Snapshot {
 	if r != nil && r.stopping {
 		r = nil
 	}
+	base := p.httpBase
 	p.mu.Unlock()
 	snap := st.Snapshot()
+	snap.HTTP = p.http.Counters().Sub(base).Map()
 	// samples a source drops before the pipeline sees them (e.g. a tar sample without its image)
 	if sk, ok := p.src.(interface{ Skipped() map[string]int64 }); ok {
 		for reason, n := range sk.Skipped() {

@@ -110,6 +110,9 @@ type Snapshot struct {
 	QueueLength     int              `json:"queue_length"`
 	QueueCapacity   int              `json:"queue_capacity"`
 	Running         bool             `json:"running"`
+	// HTTP is the pipeline's HTTP client's counters since the run started: requests, retries,
+	// resumes (Range), truncations (bodies cut early), timeouts, failures (remote.Counters).
+	HTTP map[string]int64 `json:"http"`
 	// batch_size only: batches queued, partial batches delivered because max_held_samples was
 	// reached (the one with the oldest sample), at the end of the epoch, or dropped there (drop_last).
 	BatchesProduced       int64 `json:"batches_produced,omitempty"`

@@ -317,6 +317,28 @@ def test_sample_without_reference_image_is_skipped(
     assert "missing_reference_image" in err and "sample_00004" in err
 
 
+def test_http_retries_resumes_truncations_in_stats(server: ShardServer, shard_dir: Path, samples: list) -> None:
+    size = (shard_dir / "shard-000002.tar").stat().st_size
+    server.faults["shard-000001.tar"] = Fault(fail_times=2, fail_status=503)
+    server.faults["shard-000002.tar"] = Fault(cut_after=size // 2)
+    got, _, stats = load(wds_config(server.url(PATTERN)))
+    assert sorted(got) == all_keys(samples)
+    assert stats["http"] == {
+        "requests": N_SHARDS + 2 + 1, "retries": 2, "resumes": 1, "truncations": 1, "timeouts": 0, "failures": 0
+    }
+
+
+def test_signed_urls_are_redacted_in_errors_and_logs(server: ShardServer, caplog: pytest.LogCaptureFixture) -> None:
+    datago.initialize_logging("debug")
+    caplog.set_level(logging.DEBUG, logger="datago")
+    server.faults["shard-000000.tar"] = Fault(status=403)
+    url = server.url("shard-000000.tar") + "?X-Amz-Credential=AKIAX&X-Amz-Signature=hush"
+    _, err = drain_until_error(wds_config(url), OSError)
+    assert server.url("shard-000000.tar") + "?X-Amz-Credential=REDACTED&X-Amz-Signature=REDACTED" in str(err)
+    assert "hush" not in str(err) and "AKIAX" not in str(err)
+    assert "hush" not in caplog.text and "AKIAX" not in caplog.text and "shard-000000.tar" in caplog.text
+
+
 def test_stalled_server_times_out(server: ShardServer) -> None:
     server.faults["shard-000000.tar"] = Fault(stall_after=4096)
     cfg = wds_config(server.url(PATTERN), http_read_timeout=0.5, http_max_retries=1)

@@ -309,7 +309,9 @@ class DatagoClient:
         ``name``, ``items_in``, ``items_out``, ``busy_seconds`` summed over workers),
         ``queue_length`` and ``queue_capacity``; with ``batch_size`` also ``batches_produced``,
         ``partial_batches_flushed`` (delivered early because ``max_held_samples`` was reached),
-        ``partial_batches_at_end`` and ``partial_batches_dropped`` (``drop_last``).
+        ``partial_batches_at_end`` and ``partial_batches_dropped`` (``drop_last``); ``http``: the
+        run's HTTP counters (``requests``, ``retries``, ``resumes`` with Range, ``truncations``:
+        bodies cut early, ``timeouts``: connect, headers, stalled or too slow bodies, ``failures``).
         """
         self._check()
         _logs.drain()

@@ -187,7 +187,7 @@ func TestRedirectLoopFailsAtOnce(t *testing.T) {
 	if n := len(s.requests()); n != 2+10 {
 		t.Errorf("%d requests for an endless chain, want 10 (no retries)", n-2)
 	}
-	if got := c.Counters(); got.Retries != 0 || got.Failures != 2 {
+	if got := c.Counters(); got.Retries != 0 || got.Failures != 2 || got.Requests != 12 {
 		t.Errorf("counters %+v, want no retries", got)
 	}
 }

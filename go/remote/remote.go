@@ -176,7 +176,7 @@ func NewFor(c *config.Config) *Client {
 
 // Counters are a Client's running totals.
 type Counters struct {
-	Requests    int64 `json:"requests"`    // HTTP requests sent (attempts, retries and resumes included)
+	Requests    int64 `json:"requests"`    // HTTP requests sent (attempts, retries, resumes and redirects included)
 	Retries     int64 `json:"retries"`     // attempts repeated after a retryable failure
 	Resumes     int64 `json:"resumes"`     // streams resumed with a Range request after a broken read
 	Truncations int64 `json:"truncations"` // bodies that ended early (closed or reset before their end)
@@ -232,8 +232,9 @@ func New(s Settings) *Client {
 		ReadBufferSize:     64 << 10,
 		WriteBufferSize:    16 << 10,
 	}
-	hc := &http.Client{Transport: tr, CheckRedirect: checkRedirect}
-	return &Client{s: s, hc: hc, budget: newBudget(s.MaxBytesInFlight)}
+	c := &Client{s: s, budget: newBudget(s.MaxBytesInFlight)}
+	c.hc = &http.Client{Transport: tr, CheckRedirect: c.checkRedirect}
+	return c
 }
 
 // Settings returns the effective settings.
@@ -613,8 +614,8 @@ const maxRedirects = 10
 var errRedirect = errors.New("redirect loop")
 
 // checkRedirect stops a redirect chain at once when it comes back to a URL it has visited, or
-// after maxRedirects redirects.
-func checkRedirect(req *http.Request, via []*http.Request) error {
+// after maxRedirects redirects; a redirect it follows counts as a request.
+func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
 	next := req.URL.String()
 	for _, v := range via {
 		if v.URL.String() == next {
@@ -624,6 +625,7 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) >= maxRedirects {
 		return fmt.Errorf("%w: stopped after %d redirects (last to %s)", errRedirect, len(via), Redact(next))
 	}
+	c.requests.Add(1)
 	return nil
 }
 

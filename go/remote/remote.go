@@ -619,7 +619,7 @@ func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
 	next := req.URL.String()
 	for _, v := range via {
 		if v.URL.String() == next {
-			return fmt.Errorf("%w: %s redirects back to itself after %d redirects", errRedirect, Redact(next), len(via))
+			return fmt.Errorf("%w: back to %s after %d redirects", errRedirect, Redact(next), len(via))
 		}
 	}
 	if len(via) >= maxRedirects {

@@ -172,10 +172,10 @@ func tarStart(sh shard, raw io.Reader) (io.Reader, error) {
 	}
 	what := ""
 	if ct, ok := raw.(interface{ ContentType() string }); ok && ct.ContentType() != "" {
-		what = ", Content-Type " + ct.ContentType()
+		what = "Content-Type " + ct.ContentType() + "; "
 	}
-	return nil, errs.Errorf(errs.OS, "webdataset shard %s: not a tar archive (its first %d bytes are not a tar header%s; they start %q)",
-		remote.Redact(sh.loc), n, what, preview(head, 64))
+	return nil, errs.Errorf(errs.OS, "webdataset shard %s: not a tar archive (%sits first %d bytes are not a tar header: %q)",
+		remote.Redact(sh.loc), what, n, preview(head, 64))
 }
 
 // tarBlock is the size of a tar header block.

@@ -398,6 +398,7 @@ def test_seeded_shuffle_is_reproducible(shard_dir: Path, samples: list) -> None:
         ({"url": ["http://"]}, ValueError, "no host"),
         ({"url": 7}, ValueError, "string or a list"),
         ({"http_read_timeout": -1}, ValueError, "http_read_timeout"),
+        ({"http_min_throughput": -1}, ValueError, "http_min_throughput"),
         ({"source_config": {"world_size": 2, "rank": 2}}, ValueError, "rank"),
     ],
 )

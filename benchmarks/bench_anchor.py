@@ -49,7 +49,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench_loaders import list_images, pil_load, warm_cache
+from bench_loaders import list_images, pil_load, tree_cpu, warm_cache
 from demo_data import DEFAULT_STYLE, STYLES, build_dataset, format_stats, read_marker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -234,15 +234,22 @@ def file_stats(root: Path, rel_paths: list[str]) -> str:
 
 # -- the loaders ------------------------------------------------------------------------------
 class Runs:
-    """Timed runs per loader: images, wall seconds; medians and ratios."""
+    """Timed runs per loader: images, wall and CPU seconds; medians and ratios."""
 
     def __init__(self) -> None:
         self.images: dict[str, int] = {}
         self.seconds: dict[str, list[float]] = collections.defaultdict(list)
+        self.cpu: dict[str, list[float]] = collections.defaultdict(list)
 
-    def add(self, key: str, images: int, seconds: float) -> None:
+    def add(self, key: str, images: int, seconds: float, cpu: float) -> None:
         self.images[key] = images
         self.seconds[key].append(seconds)
+        self.cpu[key].append(cpu)
+
+    def cpu_ms(self, key: str) -> float:
+        """Median CPU milliseconds per image (all threads and worker processes of the loader)."""
+        c = self.cpu.get(key)
+        return 1000 * statistics.median(c) / self.images[key] if c and self.images[key] else float("nan")
 
     def rate(self, key: str) -> float:
         """Images per second of the median run (0 when the loader did not run)."""
@@ -254,10 +261,11 @@ class Runs:
         return self.rate(a) / rb if rb else float("nan")
 
 
-def timed(fn: Callable[[], int]) -> tuple[int, float]:
-    t0 = time.perf_counter()
+def timed(fn: Callable[[], int]) -> tuple[int, float, float]:
+    """(fn(), wall seconds, CPU seconds of this process and its worker processes)."""
+    c0, t0 = tree_cpu(), time.perf_counter()
     n = fn()
-    return n, time.perf_counter() - t0
+    return n, time.perf_counter() - t0, tree_cpu() - c0
 
 
 def ours_samples(config: dict[str, Any], shapes: dict[str, int] | None = None) -> int:
@@ -326,6 +334,11 @@ class PilDataLoader:
             multiprocessing_context="forkserver",
         )
 
+    def start(self) -> None:
+        """Start the workers (and their imports) before timing: take one item, drop the rest."""
+        for _ in self.loader:
+            break
+
     def run(self) -> int:
         return sum(t.ndim == 3 and t.shape[0] == 3 for t in self.loader)
 
@@ -370,6 +383,7 @@ class DbSource:
 
         self.engine = Engine(work / "engine.sqlite")
         self.ds = datasources.get_or_create("bench", root, db_url=self.engine, progress=False)
+        self.engine.background_server()  # started before timing, as a long-lived process has it
 
     def run(self, size: int) -> int:
         n = 0
@@ -442,33 +456,35 @@ def main(argv: list[str] | None = None) -> int:
         paths = [str(photos / f) for f in files]
         limit_bin = None if "limit" in skip else build_limit(tmp)
         dataloader = None if "dataloader" in skip else PilDataLoader(paths, args.size)
+        if dataloader is not None:
+            dataloader.start()
         db = None if "db" in skip else DbSource(photos, tmp)
         n = len(files)
         ours_cfg = folder_config(photos, args.size, 0)
         anchor_cfg = folder_config(photos, args.size, n)
 
-        def anchor(mode: str) -> Callable[[], tuple[int, float]]:
-            def run() -> tuple[int, float]:
+        def anchor(mode: str) -> Callable[[], tuple[int, float, float]]:
+            def run() -> tuple[int, float, float]:
                 assert python is not None
                 rep = anchor_run(python, anchor_cfg, mode, args.batch_size)
                 reports[f"anchor {mode}"] = rep
-                return rep["images"], rep["seconds"]
+                return rep["images"], rep["seconds"], rep["cpu_seconds"]
 
             return run
 
-        def limit() -> tuple[int, float]:
+        def limit() -> tuple[int, float, float]:
             assert limit_bin is not None
             rep = limit_run(limit_bin, [str(jpeg_dir / f) for f in jpegs], threads)
-            return rep["images"], rep["seconds"]
+            return rep["images"], rep["seconds"], rep["cpu_seconds"]
 
         # (key, run) pairs in the order of a round; ours and the anchor swap places every round
         ours_shapes: dict[str, int] = {}
 
-        def ours() -> tuple[int, float]:
+        def ours() -> tuple[int, float, float]:
             ours_shapes.clear()
             return timed(lambda: ours_samples(ours_cfg, ours_shapes))
 
-        pairs: list[list[tuple[str, Callable[[], tuple[int, float]]]]] = [[("ours per sample", ours)]]
+        pairs: list[list[tuple[str, Callable[[], tuple[int, float, float]]]]] = [[("ours per sample", ours)]]
         if python is not None:
             pairs[0].append(("anchor per sample", anchor("sample")))
         if "batch" not in skip:
@@ -490,11 +506,11 @@ def main(argv: list[str] | None = None) -> int:
             for r in range(rounds):
                 for group in pairs:
                     for key, fn in group if r % 2 == 0 else reversed(group):
-                        images, seconds = fn()
-                        runs.add(key, images, seconds)
+                        images, seconds, cpu = fn()
+                        runs.add(key, images, seconds, cpu)
                         print(
                             f"  round {r + 1}/{rounds} {key:<20}{images:>6} images {seconds:7.2f} s "
-                            f"{images / seconds:8.1f} images/s"
+                            f"{images / seconds:8.1f} images/s {1000 * cpu / max(1, images):6.1f} CPU ms/image"
                         )
         finally:
             if db is not None:
@@ -515,10 +531,10 @@ def print_summary(
 ) -> None:
     """The medians, the ratios against the aims, and the limit share."""
     print(f"\nsummary: {n} photos ({n_jpegs} JPEGs), {args.size}-px buckets, median of {max(1, args.rounds)} rounds")
-    print(f"  {'loader':<22}{'images/s':>10}   runs (s)")
+    print(f"  {'loader':<22}{'images/s':>10}{'CPU ms/img':>12}   runs (s)")
     for key in runs.seconds:
         secs = " ".join(f"{s:.2f}" for s in runs.seconds[key])
-        print(f"  {key:<22}{runs.rate(key):>10.1f}   {secs}")
+        print(f"  {key:<22}{runs.rate(key):>10.1f}{runs.cpu_ms(key):>12.1f}   {secs}")
     print("ratios (ours / other, medians):")
     lines = [
         ("ours per sample", "anchor per sample", "per sample vs Photoroom's datago"),
@@ -531,8 +547,9 @@ def print_summary(
     for (a, b, label), aim in zip(lines, (1.5, 1.5, 3.0, 0.9, None, 0.98), strict=True):
         if runs.seconds.get(a) and runs.seconds.get(b):
             aim_text = f" (aim >= {aim:g})" if aim else ""
-            print(f"  {runs.ratio(a, b):6.2f}x  {label}{aim_text}")
-    rep = reports.get("anchor per sample")
+            cpu = runs.cpu_ms(b) / runs.cpu_ms(a)
+            print(f"  {runs.ratio(a, b):6.2f}x  {label}{aim_text}; CPU per image {cpu:.2f}x")
+    rep = reports.get("anchor sample")
     if rep:
         theirs = rep["shapes"]
         if theirs == ours_shapes:

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from datago.engine import datasources
-from datago.engine.server import routes_files
 from datago.engine.db import Engine
+from datago.engine.server import routes_files
 from datago.engine.tokens import list_tokens, verify_token
 
 IMAGE_CONFIG = {

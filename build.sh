@@ -3,7 +3,8 @@
 #   ./build.sh          install what is missing, build libdatago.so + the CLI, install the package
 #   ./build.sh demo     the above, then the demo: real photos through the Go core into Python
 #   ./build.sh test     the above, then every check: gofmt, go vet, go test -race, ruff, pytest
-#   ./build.sh bench    the above, then the benchmark (datago vs Pillow vs a DataLoader-style pool)
+#   ./build.sh bench    the above, then the benchmark (datago vs Photoroom's datago, a DataLoader + PIL,
+#                       the libjpeg-turbo decode limit; benchmarks/bench_anchor.py, options after `bench`)
 #   ./build.sh wheel    only the self-contained wheel into dist/ (scripts/build_wheel.sh; no pip install -e)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -69,6 +70,6 @@ case "${1:-}" in
     "") ;;
     demo) shift; "$PYTHON" benchmarks/demo.py "$@" ;;
     test) shift; run_tests "$@" ;;
-    bench) shift; "$PYTHON" benchmarks/bench_loaders.py "$@" ;;
+    bench) shift; "$PYTHON" benchmarks/bench_anchor.py "$@" ;;
     *) echo "usage: ./build.sh [demo|test|bench|wheel]" >&2; exit 2 ;;
 esac

@@ -5,7 +5,7 @@ Builds (or reuses) the demo dataset of ``demo_data.py``, streams it through a
 per-stage counters and the bucket histogram, and writes a contact sheet of loaded samples (each
 captioned with its bucket) to ``OUT/contact_sheet.png``. Run by ``./build.sh demo``::
 
-    python benchmarks/demo.py [--data ./demo_data] [-n 2000] [--size 512] [--out demo_out]
+    python benchmarks/demo.py [--data ./demo_data] [-n 2000] [--style web|easy] [--size 512] [--out demo_out]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from demo_data import build_dataset, is_complete, read_marker
+from demo_data import DEFAULT_STYLE, STYLES, build_dataset, format_stats, is_complete, read_marker
 from PIL import Image, ImageDraw, ImageFont
 
 import datago
@@ -159,18 +159,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("demo_data"), help="dataset folder")
     parser.add_argument("-n", type=int, default=2000, help="images in the dataset")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed")
+    parser.add_argument("--style", choices=STYLES, default=DEFAULT_STYLE, help="dataset style (web or easy)")
     parser.add_argument("--size", type=int, default=512, help="bucket size (multiple of 16)")
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder")
     parser.add_argument("--sheet", type=int, default=48, help="thumbnails on the contact sheet")
     args = parser.parse_args(argv)
 
     print(f"datago {datago.version()}")
-    reused = is_complete(args.data, args.n, args.seed)
+    reused = is_complete(args.data, args.n, args.seed, args.style)
     t0 = time.perf_counter()
-    build_dataset(args.data, args.n, args.seed)
+    build_dataset(args.data, args.n, args.seed, args.style)
     marker = read_marker(args.data)
     how = "reused" if reused else f"built in {time.perf_counter() - t0:.1f} s"
-    print(f"dataset {args.data}: {args.n} images, {marker.get('bytes', 0) / 1e6:.0f} MB ({how})")
+    print(f"dataset {args.data} ({args.style}): {args.n} images, {marker.get('bytes', 0) / 1e6:.0f} MB ({how})")
+    print(f"  {format_stats(marker['stats'])}")
     rotated = set(marker.get("rotated", []))
 
     count, seconds, stats, hist, kept = load(args.data, args.size, args.sheet, rotated, args.n)

@@ -1,16 +1,22 @@
 """Build a demo image folder from the real photographs of Debian's wallpaper packages.
 
-Every output image is a random crop of one source photograph, resized so that its short side is
-roughly 384–1600 px, with an aspect ratio drawn log-uniformly in [0.5, 2.0]. About 90 % are JPEGs
-(quality 70–95) and 10 % PNGs; a few JPEGs carry an EXIF orientation tag (6 or 8) with the pixels
+Every output image is a crop of one source photograph, resized, with an aspect ratio drawn
+log-uniformly in [0.5, 2.0]; a few JPEGs carry an EXIF orientation tag (6 or 8) with the pixels
 stored rotated, so that only an orientation-aware loader sees them upright. The images are spread
-over a few subfolders (``part0`` .. ``part3``) so that a sorted listing mixes all sources.
+over a few subfolders (``part0`` .. ``part3``) so that a sorted listing mixes all sources. Two
+styles:
+
+- ``web`` (default), what scraped training data looks like: short side uniform in 384–1536 px
+  (mean ≈ 1.47 MPix; a crop is resized down when the source is large enough, else up), JPEG
+  quality uniform in 80–95 with 15 % 4:4:4 chroma (else 4:2:0) and 10 % progressive, 10 % PNGs.
+- ``easy``, the earlier set: short side roughly 384–1600 px but never upscaled more than 1.5×
+  (smaller on average), JPEG quality 70–95, all baseline 4:2:0, 10 % PNGs.
 
 The sources come from ``mate-backgrounds`` (``/usr/share/backgrounds/mate/nature/*.jpg`` and
 ``/usr/share/backgrounds/mate/abstract/Elephants*.jpg``) and ``lomiri-wallpapers-20.04`` (its
-photographs only). Usage::
+photographs only). The same (n, seed, style) gives the same files. Usage::
 
-    python benchmarks/demo_data.py OUT_DIR -n 2000 [--seed 0]
+    python benchmarks/demo_data.py OUT_DIR -n 2000 [--seed 0] [--style web|easy]
 """
 
 from __future__ import annotations
@@ -52,7 +58,15 @@ ROTATED_FRACTION = 0.04
 N_SUBFOLDERS = 4
 WORKERS = 2
 PNG_COMPRESS_LEVEL = 3  # level 6 (Pillow's default) is ~4x slower for ~10 % smaller files
-FORMAT_VERSION = 3  # bump when the generated content (or the marker) changes
+# the web style (scraped training data)
+WEB_SHORT_SIDE = (384, 1536)
+WEB_QUALITY = (80, 95)
+WEB_444_FRACTION = 0.15  # JPEGs with 4:4:4 chroma; the others 4:2:0
+WEB_PROGRESSIVE_FRACTION = 0.10
+WEB_MIN_CROP_FRACTION = 0.4  # a crop's short side is at least this share of the largest crop
+STYLES = ("web", "easy")
+DEFAULT_STYLE = "web"
+FORMAT_VERSION = 4  # bump when the generated content (or the marker) changes
 MARKER = ".complete"
 _OUTPUT_NAME = re.compile(r"^\d{5,}_[\w.-]+\.(jpg|png)$")
 _ORIENTATION_TAG = 0x0112
@@ -69,6 +83,8 @@ class Task:
     fmt: str  # "JPEG" or "PNG"
     quality: int
     orientation: int  # 1 (none), 6 or 8
+    subsampling: int | None = None  # Pillow's JPEG subsampling: 0 (4:4:4), 2 (4:2:0); None: default
+    progressive: bool = False
 
 
 def find_sources() -> list[Path]:
@@ -152,6 +168,110 @@ def plan(sources: list[Path], out_dir: Path, n: int, seed: int) -> list[Task]:
     return tasks
 
 
+def plan_web(sources: list[Path], out_dir: Path, n: int, seed: int) -> list[Task]:
+    """Draw the n output images of the ``web`` style (deterministic in seed), ordered by source.
+
+    Output short side uniform in WEB_SHORT_SIDE, aspect ratio log-uniform in [0.5, 2.0], then the
+    largest crop of that aspect ratio in the source, cut to a random 40–100 % of it but never
+    below the output size when the source allows (resized down; up only when the source is
+    smaller); 10 % PNG; JPEG quality uniform in WEB_QUALITY, 15 % 4:4:4, 10 % progressive.
+    """
+    rng = random.Random(seed)
+    sizes = {p: upright_size(p) for p in sources}
+    tasks = []
+    for i in range(n):
+        src = rng.choice(sources)
+        sw, sh = sizes[src]
+        aspect = math.exp(rng.uniform(math.log(MIN_ASPECT), math.log(MAX_ASPECT)))
+        short_out = rng.randint(*WEB_SHORT_SIDE)
+        max_w = min(sw, sh * aspect)
+        max_short = min(max_w, max_w / aspect)
+        low = max(WEB_MIN_CROP_FRACTION, min(1.0, short_out / max_short))
+        short_crop = rng.uniform(low, 1.0) * max_short
+        if aspect >= 1:
+            cw, ch = short_crop * aspect, short_crop
+            ow, oh = round(short_out * aspect), short_out
+        else:
+            cw, ch = short_crop, short_crop / aspect
+            ow, oh = short_out, round(short_out / aspect)
+        cw, ch = min(cw, sw), min(ch, sh)
+        left = rng.uniform(0, sw - cw)
+        top = rng.uniform(0, sh - ch)
+        is_png = rng.random() < PNG_FRACTION
+        quality = rng.randint(*WEB_QUALITY)
+        subsampling = 0 if rng.random() < WEB_444_FRACTION else 2
+        progressive = rng.random() < WEB_PROGRESSIVE_FRACTION
+        orientation = 1
+        if not is_png and rng.random() < ROTATED_FRACTION:
+            orientation = rng.choice((6, 8))
+        ext = "png" if is_png else "jpg"
+        out = out_dir / f"part{i % N_SUBFOLDERS}" / f"{i:05d}_{src.stem.lower()}.{ext}"
+        tasks.append(
+            Task(
+                out_path=str(out),
+                source=str(src),
+                box=(left, top, left + cw, top + ch),
+                size=(ow, oh),
+                fmt="PNG" if is_png else "JPEG",
+                quality=quality,
+                orientation=orientation,
+                subsampling=None if is_png else subsampling,
+                progressive=progressive and not is_png,
+            )
+        )
+    tasks.sort(key=lambda t: (t.source, t.out_path))
+    return tasks
+
+
+def plan_style(sources: list[Path], out_dir: Path, n: int, seed: int, style: str = DEFAULT_STYLE) -> list[Task]:
+    """The tasks of ``style`` ("web": :func:`plan_web`, "easy": :func:`plan`).
+
+    Raises:
+        ValueError: an unknown style.
+    """
+    if style == "web":
+        return plan_web(sources, out_dir, n, seed)
+    if style == "easy":
+        return plan(sources, out_dir, n, seed)
+    raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
+
+
+def plan_stats(tasks: list[Task]) -> dict[str, float]:
+    """The distribution a plan produces: mean / min / max MPix, short side mean / min / max (px),
+    the share of aspect ratios (long / short) above 1.5, mean JPEG quality, and the shares of
+    PNG, 4:4:4 (of JPEGs), progressive (of JPEGs) and EXIF-rotated files."""
+    mpix = [w * h / 1e6 for w, h in (t.size for t in tasks)]
+    short = [min(t.size) for t in tasks]
+    jpegs = [t for t in tasks if t.fmt == "JPEG"]
+    nj = max(1, len(jpegs))
+    return {
+        "images": len(tasks),
+        "mpix_mean": sum(mpix) / len(mpix),
+        "mpix_min": min(mpix),
+        "mpix_max": max(mpix),
+        "short_mean": sum(short) / len(short),
+        "short_min": min(short),
+        "short_max": max(short),
+        "aspect_over_1_5": sum(max(t.size) / min(t.size) > 1.5 for t in tasks) / len(tasks),
+        "png": 1 - len(jpegs) / len(tasks),
+        "quality_mean": sum(t.quality for t in jpegs) / nj,
+        "subsampling_444": sum(t.subsampling == 0 for t in jpegs) / nj,
+        "progressive": sum(t.progressive for t in jpegs) / nj,
+        "rotated": sum(t.orientation != 1 for t in tasks) / len(tasks),
+    }
+
+
+def format_stats(st: dict[str, float]) -> str:
+    """One line of :func:`plan_stats`."""
+    return (
+        f"{st['images']} images: {st['mpix_mean']:.2f} MPix mean ({st['mpix_min']:.2f}–{st['mpix_max']:.2f}), "
+        f"short side {st['short_mean']:.0f} px mean ({st['short_min']}–{st['short_max']}), "
+        f"aspect > 1.5: {100 * st['aspect_over_1_5']:.0f} %, PNG {100 * st['png']:.1f} %; JPEG quality "
+        f"{st['quality_mean']:.1f} mean, 4:4:4 {100 * st['subsampling_444']:.1f} %, progressive "
+        f"{100 * st['progressive']:.1f} %; EXIF-rotated {100 * st['rotated']:.1f} %"
+    )
+
+
 @functools.lru_cache(maxsize=2)
 def _load_source(path: str) -> Image.Image:
     """Decode a source photograph once per worker (tasks arrive grouped by source)."""
@@ -176,18 +296,23 @@ def render(task: Task) -> int:
         elif task.orientation == 8:
             img = img.transpose(Image.Transpose.ROTATE_270)
             exif[_ORIENTATION_TAG] = 8
-        img.save(out, "JPEG", quality=task.quality, exif=exif.tobytes())
+        extra: dict[str, Any] = {}
+        if task.subsampling is not None:
+            extra["subsampling"] = task.subsampling
+        if task.progressive:
+            extra["progressive"] = True
+        img.save(out, "JPEG", quality=task.quality, exif=exif.tobytes(), **extra)
     return out.stat().st_size
 
 
-def _marker(n: int, seed: int) -> dict[str, int]:
-    return {"n": n, "seed": seed, "version": FORMAT_VERSION}
+def _marker(n: int, seed: int, style: str) -> dict[str, Any]:
+    return {"n": n, "seed": seed, "style": style, "version": FORMAT_VERSION}
 
 
-def is_complete(out_dir: Path, n: int, seed: int) -> bool:
-    """True when out_dir holds a finished build with the same n and seed."""
+def is_complete(out_dir: Path, n: int, seed: int, style: str = DEFAULT_STYLE) -> bool:
+    """True when out_dir holds a finished build with the same n, seed and style."""
     recorded = read_marker(out_dir)
-    return all(recorded.get(k) == v for k, v in _marker(n, seed).items())
+    return all(recorded.get(k) == v for k, v in _marker(n, seed, style).items())
 
 
 def _remove_previous(out_dir: Path) -> None:
@@ -203,35 +328,40 @@ def _remove_previous(out_dir: Path) -> None:
             shutil.rmtree(sub)
 
 
-def build_dataset(out_dir: Path, n: int = 2000, seed: int = 0) -> Path:
+def build_dataset(out_dir: Path, n: int = 2000, seed: int = 0, style: str = DEFAULT_STYLE) -> Path:
     """Build (or reuse) the demo dataset in out_dir.
 
     Args:
         out_dir: destination folder (created); images go to ``out_dir/part0`` .. ``part3``.
         n: number of images.
-        seed: random seed; the same (n, seed) gives the same images.
+        seed: random seed; the same (n, seed, style) gives the same images.
+        style: ``"web"`` (default) or ``"easy"`` (see the module).
 
     Returns:
-        out_dir. When ``out_dir/.complete`` records the same n and seed, nothing is rebuilt.
+        out_dir. When ``out_dir/.complete`` records the same n, seed and style, nothing is
+        rebuilt. The marker also holds the distribution (``stats``, see :func:`plan_stats`).
 
     Raises:
         FileNotFoundError: the wallpaper packages are not installed.
+        ValueError: n < 1 or an unknown style.
     """
     out_dir = Path(out_dir)
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    if is_complete(out_dir, n, seed):
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
+    if is_complete(out_dir, n, seed, style):
         return out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_previous(out_dir)
     sources = find_sources()
-    tasks = plan(sources, out_dir, n, seed)
+    tasks = plan_style(sources, out_dir, n, seed, style)
     for k in range(min(n, N_SUBFOLDERS)):
         (out_dir / f"part{k}").mkdir(exist_ok=True)
     # spawn, not fork: the caller may already run threads (e.g. datago's Go runtime)
     ctx = multiprocessing.get_context("spawn")
     total = 0
-    desc = f"building {n} demo images from {len(sources)} photos"
+    desc = f"building {n} {style} demo images from {len(sources)} photos"
     with ctx.Pool(WORKERS) as pool, tqdm(total=n, desc=desc, unit="img") as bar:
         for nbytes in pool.imap_unordered(render, tasks, chunksize=8):
             total += nbytes
@@ -240,13 +370,14 @@ def build_dataset(out_dir: Path, n: int = 2000, seed: int = 0) -> Path:
     rotated = sorted(
         Path(t.out_path).relative_to(out_dir).as_posix() for t in tasks if t.orientation != 1
     )
-    marker = {**_marker(n, seed), "bytes": total, "rotated": rotated}
+    marker = {**_marker(n, seed, style), "bytes": total, "rotated": rotated, "stats": plan_stats(tasks)}
     (out_dir / MARKER).write_text(json.dumps(marker, indent=1) + "\n")
     return out_dir
 
 
 def read_marker(out_dir: Path) -> dict[str, Any]:
-    """The ``.complete`` record of a finished build (n, seed, bytes, rotated files), or {}."""
+    """The ``.complete`` record of a finished build (n, seed, style, bytes, rotated files,
+    stats), or {}."""
     try:
         data = json.loads((Path(out_dir) / MARKER).read_text())
     except (OSError, ValueError):
@@ -255,19 +386,22 @@ def read_marker(out_dir: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: build the dataset and print where, how many bytes and how long it took."""
+    """CLI: build the dataset and print where, how many bytes, how long it took and the
+    distribution of sizes and formats."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("out_dir", type=Path, help="destination folder")
     parser.add_argument("-n", type=int, default=2000, help="number of images (default 2000)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--style", choices=STYLES, default=DEFAULT_STYLE, help="web (default) or easy")
     args = parser.parse_args(argv)
-    reused = is_complete(args.out_dir, args.n, args.seed)
+    reused = is_complete(args.out_dir, args.n, args.seed, args.style)
     t0 = time.perf_counter()
-    out = build_dataset(args.out_dir, args.n, args.seed)
+    out = build_dataset(args.out_dir, args.n, args.seed, args.style)
     elapsed = time.perf_counter() - t0
-    size = read_marker(out).get("bytes", 0)
+    marker = read_marker(out)
     verb = "reused" if reused else f"built in {elapsed:.1f} s"
-    print(f"{out}: {args.n} images, {size / 1e6:.0f} MB, {verb}")
+    print(f"{out}: {args.n} {args.style} images, {marker.get('bytes', 0) / 1e6:.0f} MB, {verb}")
+    print("  " + format_stats(marker["stats"]))
     return 0
 
 

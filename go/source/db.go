@@ -44,7 +44,8 @@ type DB struct {
 	epoch           atomic.Int64
 	rank, worldSize int
 	http            *remote.Client
-	keep            func() bool // client-side rank split (see SetKeep); nil: the server splits
+	keep            func() bool   // client-side rank split (see SetKeep); nil: the server splits
+	localRoots      []dbLocalRoot // source_config.local_roots, longest prefix first
 
 	skipped stats.Counts
 }
@@ -102,6 +103,9 @@ func NewDB(raw []byte, c *config.Config, http *remote.Client) (Source, error) {
 		return nil, err
 	}
 	d.query = d.params(&dc)
+	if d.localRoots, err = parseLocalRoots(dc.LocalRoots); err != nil {
+		return nil, err
+	}
 	if _, err := remote.SettingsFrom(c); err != nil {
 		return nil, err
 	}

@@ -85,6 +85,12 @@ type DBConfig struct {
 	// an engine query (JSON text or object) AND-ed with the filters, and a time-travel instant.
 	Query dbJSONParam `json:"query"`
 	AsOf  *int64      `json:"as_of"`
+
+	// LocalRoots maps file URL prefixes (like "http://127.0.0.1:8000/files/3/") to folders on
+	// this machine (absolute paths): an image or latent URL under a prefix is read from the folder
+	// (the path after the prefix, the query dropped), not requested; a path that would leave the
+	// folder is refused (the row is skipped). The engine sets it for its in-process server.
+	LocalRoots map[string]string `json:"local_roots"`
 }
 
 // Defaults and limits of the db source.

@@ -67,36 +67,44 @@ func (d *DB) item(page *url.URL, raw json.RawMessage) *Item {
 	if r.DuplicateState != nil {
 		it.DuplicateState = numberToInt(*r.DuplicateState)
 	}
-	resolve := func(ref string) (string, bool) {
+	// resolve makes a payload of a row's URL: a file under a local root is read from disk
+	resolve := func(ref string) (*Payload, bool) {
 		u, err := page.Parse(strings.TrimSpace(ref))
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return "", false
+			return nil, false
 		}
-		return u.String(), true
+		path, err := d.localPath(u)
+		if err != nil {
+			return nil, false
+		}
+		if path != "" {
+			return &Payload{Path: path}, true
+		}
+		return &Payload{URL: u.String()}, true
 	}
 	if d.requireImages {
 		if r.ImageDirectURL == nil || strings.TrimSpace(*r.ImageDirectURL) == "" {
 			d.skip(errs.ReasonNoImage, id, page.String(), "no image_direct_url")
 			return nil
 		}
-		u, ok := resolve(*r.ImageDirectURL)
+		p, ok := resolve(*r.ImageDirectURL)
 		if !ok {
 			d.skip(errs.ReasonBadRecord, id, page.String(), "invalid image_direct_url "+strconv.Quote(*r.ImageDirectURL))
 			return nil
 		}
-		it.Image = &Payload{URL: u}
+		it.Image = p
 	}
 	for _, l := range r.Latents {
 		if l.FileDirectURL == nil || strings.TrimSpace(*l.FileDirectURL) == "" {
 			d.skip(errs.ReasonBadRecord, id, page.String(), "latent "+strconv.Quote(l.LatentType)+" has no file_direct_url")
 			return nil
 		}
-		u, ok := resolve(*l.FileDirectURL)
+		p, ok := resolve(*l.FileDirectURL)
 		if !ok {
 			d.skip(errs.ReasonBadRecord, id, page.String(), "latent "+strconv.Quote(l.LatentType)+": invalid file_direct_url "+strconv.Quote(*l.FileDirectURL))
 			return nil
 		}
-		p := &Payload{Name: l.LatentType, URL: u}
+		p.Name = l.LatentType
 		switch {
 		case strings.Contains(l.LatentType, "image") && !strings.Contains(l.LatentType, "latent_"):
 			putPayload(&it.AdditionalImages, p)

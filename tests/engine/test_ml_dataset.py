@@ -11,11 +11,13 @@ import sys
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 
 from datago.engine import datasources
 from datago.engine.db import Engine
+from datago.engine.server import routes_files
 from datago.engine.tokens import list_tokens, verify_token
 
 IMAGE_CONFIG = {
@@ -102,6 +104,43 @@ def test_query_result_loads_through_go_core(engine: Engine, photo_root: Path) ->
     assert by_path["Aqua.jpg"].attributes["taken"] == "2021-05-01T10:00:00+00:00"
     assert sorted(by_path["sub/Storm.jpg"].tags) == ["dark", "sky"]
     del samples, s, by_path
+
+
+def test_embedded_loader_reads_local_files(engine: Engine, photo_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the in-process server and a local root, the core reads the images from disk: no
+    request for a file reaches the server, and the samples are those the server path gives."""
+    require_native_client()
+    ds = datasources.get_or_create("photos", photo_root, db_url=engine, progress=False)
+    served: list[str] = []
+    resolve = routes_files.resolve_file
+
+    def counting(ctx: object, ds_id: str, path: str, *args: object) -> object:
+        served.append(path)
+        return resolve(ctx, ds_id, path, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(routes_files, "resolve_file", counting)
+    client_config = {"image_config": IMAGE_CONFIG, "samples_buffer_size": 4}
+    images = ds[ds["format"].is_not_null()]  # the root also holds a text file
+    cfg = images.all().ml_dataset_config(client_config, page_size=5)
+    base, _key = engine.background_server()
+    assert cfg["source_config"]["local_roots"] == {f"{base}/files/{ds.id}/": str(photo_root.resolve())}
+
+    def load(**source_config: object) -> dict[str, np.ndarray]:
+        with images.all().as_ml_dataset(client_config, page_size=5, **source_config) as client:
+            out = {s.id: np.asarray(s.image) for s in client}
+            assert client.stats()["samples_skipped"] == 0
+        return out
+
+    local = load()
+    n = len(images.all().entries)
+    assert len(local) == n >= 5
+    assert served == []  # nothing went over HTTP but the pages
+    # the server path stays for loaders on other machines (local_roots={}: every file from the server)
+    remote = load(local_roots={})
+    assert len(served) == n
+    assert local.keys() == remote.keys()
+    for k, arr in local.items():
+        assert np.array_equal(arr, remote[k]), k
 
 
 def test_background_server_key_revoked_at_exit(tmp_path: Path, photo_root: Path, child_env: dict[str, str]) -> None:

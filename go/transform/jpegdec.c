@@ -2,8 +2,10 @@
 //
 // libvips decodes a JPEG through its region pipeline (threads, tiles, copies): on 512-px buckets
 // that machinery costs about as much as the entropy decoding it drives. Here the same library does
-// the same decode (same scale_denom for shrink-on-load, same default DCT and upsampling, so the
-// pixels are identical), straight into one buffer, and only the window that the centre crop
+// the same decode (same default DCT and upsampling, so at a power-of-two scaling the pixels are
+// identical), straight into one buffer, and only the window that the centre crop keeps. The IDCT
+// scales by any M/8 (libvips' loader only by 1/2, 1/4, 1/8), so the window is at most about 1.25×
+// the target per axis before the resampler. Of the scaled image, the window is what the centre crop
 // keeps: rows above it are skipped (jpeg_skip_scanlines: entropy-decoded, not transformed), rows
 // below it never read, columns outside it not transformed (jpeg_crop_scanline).
 //
@@ -43,7 +45,7 @@ static void on_message(j_common_ptr cinfo, int level) {
     if (level < 0) ((dg_jerr *)cinfo->err)->warned = 1; // corrupt data, premature end, ...
 }
 
-int dg_jpeg_decode(const uint8_t *buf, size_t len, int shrink, int expect_w, int expect_h,
+int dg_jpeg_decode(const uint8_t *buf, size_t len, int scale_num, int expect_w, int expect_h,
                    int expect_bands, int tw, int th, dg_jpeg *out) {
     memset(out, 0, sizeof(*out));
     if (!__atomic_load_n(&jpeg_fast_enabled, __ATOMIC_RELAXED)) return 1;
@@ -76,22 +78,28 @@ int dg_jpeg_decode(const uint8_t *buf, size_t len, int shrink, int expect_w, int
     default: // CMYK, YCCK: libvips (ink inversion, colour conversion)
         goto done;
     }
-    cinfo.scale_num = 1;
-    cinfo.scale_denom = (unsigned)shrink;
+    if ((int)cinfo.image_width != expect_w || (int)cinfo.image_height != expect_h) goto done;
+    if (scale_num < 1 || scale_num > 8) scale_num = 8;
+    cinfo.scale_num = (unsigned)scale_num;
+    cinfo.scale_denom = 8;
     jpeg_start_decompress(&cinfo);
-    if ((int)cinfo.output_width != expect_w || (int)cinfo.output_height != expect_h ||
-        cinfo.output_components != bands || bands != expect_bands)
+    // libjpeg-turbo does M/8 for M = 1..16 and reports ceil(w·M/8) x ceil(h·M/8): the window is
+    // taken from the size it reports
+    int sw = (int)cinfo.output_width, sh = (int)cinfo.output_height;
+    if (sw != (int)(((long long)expect_w * scale_num + 7) / 8) ||
+        sh != (int)(((long long)expect_h * scale_num + 7) / 8) || cinfo.output_components != bands ||
+        bands != expect_bands)
         goto done;
 
     int x0, y0, cw, ch;
-    dg_crop_window(expect_w, expect_h, tw, th, &x0, &y0, &cw, &ch);
+    dg_crop_window(sw, sh, tw, th, &x0, &y0, &cw, &ch);
     // Ask for one more column on each side of the window (where the image has one): libjpeg's
     // fancy upsampling treats the edges of a cropped region as image edges (it replicates the
     // edge chroma sample), so the window's own edge columns must be interior to match a full decode.
     int rx0 = x0 > 0 ? x0 - 1 : 0;
-    int rx1 = x0 + cw < expect_w ? x0 + cw + 1 : expect_w;
+    int rx1 = x0 + cw < sw ? x0 + cw + 1 : sw;
     JDIMENSION xoff = (JDIMENSION)rx0, width = (JDIMENSION)(rx1 - rx0);
-    if (rx1 - rx0 < expect_w) jpeg_crop_scanline(&cinfo, &xoff, &width); // widens to iMCU bounds
+    if (rx1 - rx0 < sw) jpeg_crop_scanline(&cinfo, &xoff, &width); // widens to iMCU bounds
     size_t stride = (size_t)cinfo.output_width * bands; // output_width is now the cropped width
     pixels = malloc(stride * (size_t)ch + 16);
     if (!pixels) goto done;

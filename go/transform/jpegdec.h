@@ -15,10 +15,11 @@ typedef struct dg_jpeg {
 } dg_jpeg;
 
 // Decodes the centre window, with the aspect ratio of tw x th, of the JPEG in buf scaled by
-// 1/shrink (DCT scaling). expect_* is libvips' view of the scaled image (size, bands): any
+// scale_num/8 (IDCT scaling, scale_num = 1..8; the scaled image is ceil(w*M/8) x ceil(h*M/8) and the
+// window is cut from that). expect_* is libvips' view of the image as stored (size, bands): any
 // disagreement, colour space other than grey/YCbCr/RGB, or libjpeg warning/error returns 1 (use
 // libvips). Returns 0 with out filled, 1 otherwise.
-int dg_jpeg_decode(const uint8_t *buf, size_t len, int shrink, int expect_w, int expect_h,
+int dg_jpeg_decode(const uint8_t *buf, size_t len, int scale_num, int expect_w, int expect_h,
                    int expect_bands, int tw, int th, dg_jpeg *out);
 void dg_jpeg_free(dg_jpeg *j);
 

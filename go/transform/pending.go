@@ -82,6 +82,7 @@ func Decode(buf cmem.Buf, o *Options, bucket *Bucket, mask bool) (*Pending, erro
 		p.target_w, p.target_h = C.int(pe.Bucket.W), C.int(pe.Bucket.H)
 		if !mask && (h.kind == C.DG_JPEG || h.kind == C.DG_WEBP) {
 			p.shrink = C.int(ShrinkFactor(ow, oh, pe.Bucket.W, pe.Bucket.H))
+			p.jpeg_scale = C.int(jpegScaleFor(ow, oh, pe.Bucket.W, pe.Bucket.H))
 		}
 	}
 	if C.dg_decode(buf.Ptr, C.size_t(buf.Len), &h, p, &pe.pd) != 0 {

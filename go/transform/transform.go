@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/datago-dev/datago/go/cmem"
@@ -82,15 +83,47 @@ func lastError() string {
 	return C.GoString(cs)
 }
 
+// JPEGScale is the libjpeg-turbo IDCT scaling M/8 (M = 1..8) for decoding a w×h image that is to
+// cover a need_w×need_h target: the smallest M with w·M/8 ≥ need_w and h·M/8 ≥ need_h, so the cover
+// scale left after the IDCT scaling stays ≤ 1 (never upsample what was scaled down) and the decoded
+// window is at most M/(M-1) times the target per axis (≤ 1.25 for M ≥ 5; at M = 1 the image is
+// shrunk 8× and may stay larger). Libjpeg reports the scaled size as ceil(w·M/8) × ceil(h·M/8).
+// An upscale (target larger than the image) gives 8: no scaling.
+func JPEGScale(w, h, needW, needH int) int {
+	if w <= 0 || h <= 0 {
+		return 8
+	}
+	// ceil(8·need/size) per axis, in integers so that an exact ratio is not lost to rounding
+	m := max((8*needW+w-1)/w, (8*needH+h-1)/h)
+	return min(max(m, 1), 8)
+}
+
 // ShrinkFactor is the largest power of two (≤ 8) by which a w×h image can be shrunk at load time
 // while still covering a need_w×need_h target: the cover scale left after shrinking stays ≤ 1.
+// It is the shrink libvips' loaders can do (JPEG when our decoder declines, WebP): the largest s in
+// 1, 2, 4, 8 with s·JPEGScale ≤ 8.
 func ShrinkFactor(w, h, needW, needH int) int {
-	scale := max(float64(needW)/float64(w), float64(needH)/float64(h))
+	m := JPEGScale(w, h, needW, needH)
 	s := 1
-	for s < 8 && scale*float64(2*s) <= 1 {
+	for s < 8 && 2*s*m <= 8 {
 		s *= 2
 	}
 	return s
+}
+
+// jpegAnyScale selects which IDCT scalings our JPEG decoder may use: every M/8 (true, the
+// default) or only the power-of-two shrinks libvips has (false; tests compare the two decoders
+// pixel for pixel that way).
+var jpegAnyScale atomic.Bool
+
+func init() { jpegAnyScale.Store(true) }
+
+// jpegScaleFor is the M given to our JPEG decoder for a w×h image going to a need_w×need_h target.
+func jpegScaleFor(w, h, needW, needH int) int {
+	if jpegAnyScale.Load() {
+		return JPEGScale(w, h, needW, needH)
+	}
+	return 8 / ShrinkFactor(w, h, needW, needH)
 }
 
 // Process decodes buf and transforms it. When bucket is non-nil the image goes to that bucket

@@ -169,12 +169,27 @@ static int normalise_colour(VipsImage **x, const dg_params *p, int jpeg_out) {
 }
 
 
+// libvips' JPEG loader with its shrink-on-load (1/2, 1/4, 1/8 only) in place of the header image
+// *x: for the JPEGs that our decoder, with its any-M/8 scaling, declines. The rest of the scaling is
+// left to the resize.
+static int jpeg_shrink_load(VipsImage **x, const void *buf, size_t len, const dg_params *p) {
+    VipsImage *t = NULL;
+    if (p->shrink <= 1) return 0;
+    if (vips_jpegload_buffer((void *)buf, len, &t, "shrink", p->shrink, "access",
+                             VIPS_ACCESS_SEQUENTIAL, "fail_on", VIPS_FAIL_ON_ERROR, NULL))
+        return -1;
+    step(x, t);
+    return 0;
+}
+
 // The hot path, for the common case (8-bit grey or RGB, no alpha, not a mask): the centre crop
 // window decoded (our JPEG window read and PNG decoder where they apply, else libvips, which then
 // decodes only the window past the loader), left in pd for dg_store, whose resampler writes
 // straight into the output buffer. Returns 1 when it does not apply, 0 on success, -1 on error.
-static int fast_decode(VipsImage **x, const void *buf, size_t buf_len, int kind, int shrink,
-                       int tw, int th, const dg_params *p, dg_pending *pd) {
+// For a JPEG, *x is the header image at full size: our decoder scales by p->jpeg_scale / 8 itself,
+// and libvips' loader is only asked (at p->shrink) when ours declines.
+static int fast_decode(VipsImage **x, const void *buf, size_t buf_len, int kind, int tw, int th,
+                       const dg_params *p, dg_pending *pd) {
     VipsImage *in = *x, *t = NULL;
     if (p->mask || p->encode != DG_RAW || in->BandFmt != VIPS_FORMAT_UCHAR) return 1;
     VipsInterpretation interp = vips_image_guess_interpretation(in);
@@ -191,7 +206,7 @@ static int fast_decode(VipsImage **x, const void *buf, size_t buf_len, int kind,
     int own = !(p->to_rgb8 && in->Bands == 1); // grey to RGB: libvips' bandjoin below
     if (own && kind == DG_PNG) png_rc = dg_png_decode(buf, buf_len, alpha_png, &pd->png, &png_err);
     if (own && kind == DG_JPEG)
-        jpg_rc = dg_jpeg_decode(buf, buf_len, shrink, in->Xsize, in->Ysize, in->Bands, tw, th, &pd->jpg);
+        jpg_rc = dg_jpeg_decode(buf, buf_len, p->jpeg_scale, in->Xsize, in->Ysize, in->Bands, tw, th, &pd->jpg);
     if (png_rc < 0) {
         vips_error("datago", "%s", png_err);
         return -1;
@@ -210,6 +225,7 @@ static int fast_decode(VipsImage **x, const void *buf, size_t buf_len, int kind,
     } else {
         dg_png_free(&pd->png);
         if (alpha_png) return 1; // the general path flattens after resizing
+        if (kind == DG_JPEG && jpeg_shrink_load(x, buf, buf_len, p)) return -1;
         if (centre_crop(x, tw, th)) return -1;
         pd->cw = (*x)->Xsize, pd->ch = (*x)->Ysize;
         if (p->to_rgb8 && (*x)->Bands == 1) {
@@ -370,11 +386,8 @@ int dg_decode(const void *buf, size_t len, dg_header *h, const dg_params *p, dg_
     VipsImage *x = NULL, *t = NULL;
     int rc = -1;
 
-    if (p->shrink > 1 && h->kind == DG_JPEG) {
-        if (vips_jpegload_buffer((void *)buf, len, &x, "shrink", p->shrink, "access",
-                                 VIPS_ACCESS_SEQUENTIAL, "fail_on", VIPS_FAIL_ON_ERROR, NULL))
-            return -1;
-    } else if (p->shrink > 1 && h->kind == DG_WEBP) {
+    // a JPEG starts from the header image: libvips' shrink-on-load only if our decoder declines
+    if (p->shrink > 1 && h->kind == DG_WEBP) {
         if (vips_webpload_buffer((void *)buf, len, &x, "scale", 1.0 / p->shrink, "access",
                                  VIPS_ACCESS_SEQUENTIAL, "fail_on", VIPS_FAIL_ON_ERROR, NULL))
             return -1;
@@ -387,13 +400,14 @@ int dg_decode(const void *buf, size_t len, dg_header *h, const dg_params *p, dg_
     if (p->resize) {
         int tw = swap ? p->target_h : p->target_w;
         int th = swap ? p->target_w : p->target_h;
-        int shrink = h->kind == DG_JPEG && p->shrink > 1 ? p->shrink : 1;
-        int fast = fast_decode(&x, buf, len, h->kind, shrink, tw, th, p, pd);
+        int fast = fast_decode(&x, buf, len, h->kind, tw, th, p, pd);
         if (fast == 0) {
             rc = 0;
             goto done;
         }
-        if (fast < 0 || cover_crop_resize(&x, tw, th, p->mask)) goto done;
+        if (fast < 0) goto done;
+        if (h->kind == DG_JPEG && x == h->img && jpeg_shrink_load(&x, buf, len, p)) goto done;
+        if (cover_crop_resize(&x, tw, th, p->mask)) goto done;
     }
     if (h->orientation > 1) {
         // rotation reads out of order: evaluate the (already small) image, then rotate in memory

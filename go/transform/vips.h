@@ -27,7 +27,8 @@ typedef struct dg_params {
     int resize;        // 1: cover-crop-resize to target_w x target_h (oriented frame)
     int target_w;      // pixels
     int target_h;      // pixels
-    int shrink;        // shrink-on-load factor 1, 2, 4 or 8 (JPEG, WebP only)
+    int shrink;        // libvips' shrink-on-load factor 1, 2, 4 or 8 (JPEG, WebP only)
+    int jpeg_scale;    // our JPEG decoder's IDCT scaling M/8, M = 1..8 (0 or 8: none)
     int mask;          // 1: mask semantics (nearest-neighbour resize, no colour conversion)
     int to_rgb8;       // 1: output exactly 3 channels, 8 bits
     int flatten_alpha; // 1: flatten alpha onto white

@@ -174,3 +174,25 @@ func Resample(src []byte, sw, sh, bands, dw, dh, dps int) ([]byte, error) {
 	}
 	return append([]byte(nil), out.Bytes()...), nil
 }
+
+// jpegWindow runs our JPEG decoder alone (for tests): the centre window with the aspect ratio of
+// tw×th of the w×h JPEG in data, IDCT-scaled by m/8. It returns the window's pixels (cw×ch×bands,
+// rows packed) and false when the decoder declines the image.
+func jpegWindow(data []byte, m, w, h, bands, tw, th int) (pix []byte, cw, ch, nb int, ok bool) {
+	buf := cmem.Alloc(len(data))
+	defer buf.Free()
+	copy(buf.Bytes(), data)
+	var j C.dg_jpeg
+	if C.dg_jpeg_decode((*C.uint8_t)(buf.Ptr), C.size_t(len(data)), C.int(m), C.int(w), C.int(h), C.int(bands),
+		C.int(tw), C.int(th), &j) != 0 {
+		return nil, 0, 0, 0, false
+	}
+	defer C.dg_jpeg_free(&j)
+	cw, ch, nb = int(j.width), int(j.height), int(j.bands)
+	pix = make([]byte, 0, cw*ch*nb)
+	for y := 0; y < ch; y++ {
+		row := unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(j.pixels), y*int(j.stride))), cw*nb)
+		pix = append(pix, row...)
+	}
+	return pix, cw, ch, nb, true
+}

@@ -180,7 +180,7 @@ def source_seeds() -> None:
             "a}b",
             "{a,{b}}",
             "{10..2}",
-            "{0..999999}",
+            "{0..4000}{a,b}",
         ]
     ):
         write_seed("source", "FuzzExpandBraces", f"pattern_{i:02d}", pattern)

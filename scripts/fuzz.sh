@@ -88,7 +88,7 @@ while read -r dir name; do
         status=1
     fi
     total_execs=$((total_execs + ${execs:-0}))
-    rows+=("$(printf '%-22s %-14s %-4s %10s %12s  %4ss  %s' "$name" "$dir" "${asan[0]:+yes}${asan[0]:-no}" \
+    rows+=("$(printf '%-22s %-14s %-4s %10s %12s  %4ss  %s' "$name" "$dir" "$([ ${#asan[@]} -gt 0 ] && echo yes || echo no)" \
         "${execs:-?}" "${interesting:-?}" "$secs" "$result")")
     echo "${rows[-1]}"
     if [ "$rc" -ne 0 ]; then
@@ -104,6 +104,9 @@ known=$(git ls-files 'go/*/testdata/fuzz/Fuzz*/*' 2>/dev/null | grep -E '/[0-9a-
 if [ -n "$known" ]; then
     echo "committed findings (run as unit tests; see the KNOWN FINDING notes in fuzz_test.go):"
     printf '  %s\n' $known
+fi
+if printf '%s\n' "${rows[@]}" | grep -q ' ? '; then
+    echo "?: no count, the time ran out during go's baseline pass over the corpus (give a longer --time)"
 fi
 echo "total: ${total_execs} execs in $(($(date +%s) - start))s; exit $status"
 exit $status

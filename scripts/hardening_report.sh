@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The hardening report, in one run (each section's exit code and the total time are printed):
+# The hardening report, in one run (each section's exit code and the total time are printed),
+# after building this checkout's libdatago.so (section 0):
 #   1. fuzzing: executions and findings per fuzz target (scripts/fuzz.sh --time ${FUZZ_TIME:-30s});
 #   2. memory: the RSS curve over ${SAMPLES:-100000} samples (benchmarks/hardening_memory.py);
 #   3. HTTP faults: how long each takes to surface (benchmarks/hardening_http.py);
@@ -43,6 +44,12 @@ optional() {
     fi
 }
 
+# the Python sections load this checkout's library: build it (a no-op for go when it is up to date)
+build_lib() {
+    go build -buildmode=c-shared -o python/datago/libdatago.so ./go/capi &&
+        cp go/capi/datago.h python/datago/datago.h && rm -f python/datago/libdatago.h
+}
+section "0. build libdatago.so" build_lib
 section "1. fuzzing (${FUZZ_TIME:-30s} per target)" scripts/fuzz.sh --time "${FUZZ_TIME:-30s}"
 optional "2. RSS over ${SAMPLES:-100000} samples" benchmarks/hardening_memory.py --samples "${SAMPLES:-100000}"
 optional "3. HTTP faults: time to surface" benchmarks/hardening_http.py

@@ -83,6 +83,9 @@ while read -r dir name; do
     execs=$(sed -nE 's/.*execs: ([0-9]+).*/\1/p' <<<"$last")
     interesting=$(sed -nE 's/.*new interesting: ([0-9]+).*/\1/p' <<<"$last")
     crasher=$(sed -nE 's#.*Failing input written to (testdata/fuzz/[^ ]+).*#\1#p' "$log" | tail -n 1)
+    if [ -z "$crasher" ]; then # a committed seed fails (go names it, as FuzzX/name)
+        crasher=$(sed -nE 's#.*failure while testing seed corpus entry: (Fuzz[^ /]+/[^ ]+).*#testdata/fuzz/\1#p' "$log" | tail -n 1)
+    fi
     if [ "$rc" -eq 0 ]; then
         result="ok"
     elif [ -n "$crasher" ]; then
@@ -96,9 +99,22 @@ while read -r dir name; do
     rows+=("$(printf '%-22s %-14s %-4s %10s %12s  %4ss  %s' "$name" "$dir" "$([ ${#asan[@]} -gt 0 ] && echo yes || echo no)" \
         "${execs:-?}" "${interesting:-?}" "$secs" "$result")")
     echo "${rows[-1]}"
+    if [ -n "$crasher" ] && [ "$rc" -ne 0 ]; then
+        # go's fuzzing workers do not pass an ASan report on: run the input again as a unit test,
+        # in process, for the assertion or the ASan stack (a kept test binary, so that the stack
+        # is symbolized: file and line)
+        input=${crasher#testdata/fuzz/}
+        echo "re-run: go test ${asan[*]} -run '^${input%%/*}/${input#*/}\$' ./$dir/" >>"$log"
+        if go test -c "${asan[@]}" -o "$log_dir/$name.test" "./$dir/" >>"$log" 2>&1; then
+            (cd "$dir" && ASAN_OPTIONS="${ASAN_OPTIONS:-symbolize=1}" "$log_dir/$name.test" \
+                -test.run "^${input%%/*}/${input#*/}\$" >>"$log" 2>&1)
+        fi
+    fi
     if [ "$rc" -ne 0 ]; then
         # the failure's own report (the assertion, the ASan stack) without libvips' warnings
-        grep -v -e 'VIPS-WARNING' -e '^$' "$log" | grep -v -E '^fuzz: elapsed' | tail -n 40 | sed 's/^/    | /'
+        sed -n '/ERROR: AddressSanitizer/,/^SUMMARY: AddressSanitizer/p' "$log" | head -n 40 | sed 's/^/    | /'
+        grep -v -e 'VIPS-WARNING' -e '^$' -e '^fuzz: elapsed' "$log" | grep -v -E '^ *#[0-9]+ 0x|^ *(=>)?0x[0-9a-f]+:|^(Shadow|  Addressable|  Partially|  Heap|  Freed|  Stack|  Global|  Poisoned|  Container|  Array|  Intra|  ASan|  Left|  Right)' |
+            sed '/ERROR: AddressSanitizer/,/^SUMMARY: AddressSanitizer/d' | tail -n 25 | sed 's/^/    | /'
     fi
 done <<<"$targets"
 
@@ -110,7 +126,7 @@ if [ -n "$known" ]; then
     echo "committed findings (run as unit tests; see the KNOWN FINDING notes in fuzz_test.go):"
     printf '  %s\n' $known
 fi
-if printf '%s\n' "${rows[@]}" | grep -q ' ? '; then
+if printf '%s\n' "${rows[@]}" | grep -q ' ? .* ok$'; then
     echo "?: no count, the time ran out during go's baseline pass over the corpus (give a longer --time)"
 fi
 echo "total: ${total_execs} execs in $(($(date +%s) - start))s; exit $status"

@@ -55,6 +55,7 @@ run_tests() {
     go vet ./...
     log "go test -race"
     go test -race -count=1 ./...
+    log "fuzz (ASan, a few seconds per target)" && scripts/fuzz.sh --ci
     log "ruff"
     "$PYTHON" -m ruff check python tests benchmarks examples
     log "pytest"

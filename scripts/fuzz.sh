@@ -88,6 +88,12 @@ while read -r dir name; do
     fi
     if [ "$rc" -eq 0 ]; then
         result="ok"
+    elif [ -z "$crasher" ] && ! grep -q 'ERROR: AddressSanitizer' "$log" &&
+        [ "$(grep -A1 -E "^--- FAIL: ${name} " "$log" | sed -n 2p)" = "    context deadline exceeded" ]; then
+        # go1.26's fuzzing coordinator can report its own -fuzztime deadline as a failure when a
+        # worker is mid-call as it expires (golang/go#75804, fixed in go1.27): no input, no crash
+        result="ok (go#75804: the -fuzztime deadline reported as a failure, no input)"
+        rc=0
     elif [ -n "$crasher" ]; then
         result="FINDING: $dir/$crasher"
         status=1

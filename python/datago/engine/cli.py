@@ -28,7 +28,28 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     s.add_argument("--url-ttl", type=int, default=3600, help="lifetime of signed file URLs in seconds (default 3600)")
     s.add_argument(
-        "--public-url", default=None, help="base URL clients use to reach the server (default: from requests)"
+        "--public-url",
+        default=None,
+        help="base URL clients use to reach the server, that next links and signed URLs are built on "
+        "(default $DATAGO_SERVER_URL; without either: an --allowed-hosts Host, else the address reached)",
+    )
+    s.add_argument(
+        "--allowed-hosts",
+        default=None,
+        help="comma-separated Host header values (host or host:port, * for any) URLs may be built from "
+        "when there is no public URL (default: none; never an arbitrary Host)",
+    )
+    s.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=16 << 20,
+        help="largest request body in bytes; larger ones are answered 413 (default 16 MiB)",
+    )
+    s.add_argument(
+        "--statement-timeout",
+        type=float,
+        default=30.0,
+        help="time limit of a query's statement in seconds; over it the answer is a 400 (default 30; 0: none)",
     )
 
     t = sub.add_parser("token", help="manage API tokens")
@@ -87,9 +108,25 @@ def _run(args: argparse.Namespace) -> int:
     from .db import get_engine
 
     if args.command == "serve":
+        import os
+
+        from .db import SERVER_URL_ENV
         from .server import run
 
-        run(args.db, host=args.host, port=args.port, url_ttl=args.url_ttl, public_url=args.public_url)
+        if args.max_body_bytes < 0:
+            raise ValueError(f"--max-body-bytes must be >= 0, got {args.max_body_bytes}")
+        if args.statement_timeout < 0:
+            raise ValueError(f"--statement-timeout must be >= 0 seconds, got {args.statement_timeout:g}")
+        run(
+            args.db,
+            host=args.host,
+            port=args.port,
+            url_ttl=args.url_ttl,
+            public_url=args.public_url or os.environ.get(SERVER_URL_ENV) or None,
+            allowed_hosts=args.allowed_hosts,
+            max_body_bytes=args.max_body_bytes,
+            statement_timeout_s=args.statement_timeout or None,
+        )
         return 0
     engine = get_engine(args.db)
     if args.command == "token":

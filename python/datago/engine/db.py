@@ -39,6 +39,7 @@ from .schema import (
     settings,
     to_us,
 )
+from .values import QueryError
 
 __all__ = [
     "BLOB_DIR_ENV",
@@ -75,6 +76,57 @@ DEFAULT_DB_ENV = "DATAGO_ENGINE_DB"
 #: URLs are then signed URLs it serves (see :attr:`Engine.server_url`)
 SERVER_URL_ENV = "DATAGO_SERVER_URL"
 BLOB_DIR_ENV = "DATAGO_ENGINE_BLOBS"
+#: SQLite checks the statement timeout of :meth:`Engine.read` every this many virtual machine
+#: instructions (a few milliseconds of work; checking costs well under 1 % of it)
+SQLITE_PROGRESS_OPS = 10000
+
+# SQLite errors a statement causes by its size or shape (its parser, expression, variable and
+# join limits), not by the database's state
+_SQLITE_LIMIT_ERRORS = (
+    "parser stack overflow",
+    "expression tree is too large",
+    "too many sql variables",
+    "too many terms",
+    "at most 64 tables",
+    "too many from clause terms",
+    "string or blob too big",
+    "pattern too complex",
+    "too many columns",
+)
+
+
+def query_error(exc: BaseException, timeout_s: float | None = None) -> QueryError | None:
+    """The :class:`QueryError` for a database error that the statement caused (its size or shape
+    over a database limit, or its run over the statement timeout ``timeout_s``), None for other
+    errors (the database's state, a lost connection: not the client's doing).
+
+    SQLite: its limit messages and ``interrupted`` (the timeout's progress handler). PostgreSQL:
+    SQLSTATE class 54 (program limit exceeded, e.g. statement too complex), 57014 (query
+    canceled: ``statement_timeout``) and class 22 (data exceptions, e.g. a value out of range).
+    """
+    orig = getattr(exc, "orig", exc)
+    message = str(orig).strip().split("\n")[0]
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    timeout = "the query was stopped"
+    if timeout_s:
+        timeout = f"the query ran longer than the statement timeout ({timeout_s:g} s)"
+    timeout += ": narrow it (fewer or simpler conditions, fewer datasources) or raise the server's --statement-timeout"
+    if isinstance(state, str):
+        if state == "57014":
+            return QueryError(timeout)
+        if state.startswith("54"):
+            return QueryError(f"the database cannot run this query: {message}: simplify it")
+        if state.startswith("22"):
+            return QueryError(f"the database refused a value of this query: {message}")
+        return None
+    if type(orig).__name__ != "OperationalError" or type(orig).__module__ != "sqlite3":
+        return None
+    lowered = message.lower()
+    if lowered == "interrupted":
+        return QueryError(timeout)
+    if any(m in lowered for m in _SQLITE_LIMIT_ERRORS):
+        return QueryError(f"the database cannot run this query: {message}: simplify it")
+    return None
 
 
 def default_db_url() -> str:
@@ -211,10 +263,36 @@ class Engine:
         return f"Engine({sa.engine.make_url(self.url).render_as_string(hide_password=True)!r})"
 
     @contextlib.contextmanager
-    def read(self) -> Iterator[Connection]:
-        """A connection in a read transaction (rolled back at the end)."""
+    def read(self, timeout_s: float | None = None) -> Iterator[Connection]:
+        """A connection in a read transaction (rolled back at the end).
+
+        Args:
+            timeout_s: stop the block's statements once it has run this many seconds (SQLite: a
+                progress handler interrupts the statement; PostgreSQL: ``SET LOCAL
+                statement_timeout``, per statement); None: no limit.
+
+        Raises:
+            QueryError: a statement over the timeout, or one the database refused for its size
+                or shape (see :func:`query_error`); other database errors pass through.
+        """
         with self._memory_lock, self.sa.connect() as conn:
-            yield conn
+            dbapi: Any = None
+            try:
+                if timeout_s is not None and self.dialect == "sqlite":
+                    dbapi = conn.connection.dbapi_connection
+                    deadline = time.monotonic() + timeout_s
+                    dbapi.set_progress_handler(lambda: time.monotonic() > deadline, SQLITE_PROGRESS_OPS)
+                elif timeout_s is not None and self.dialect == "postgresql":
+                    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, round(timeout_s * 1000))}")
+                yield conn
+            except sa.exc.DBAPIError as e:
+                err = query_error(e, timeout_s)
+                if err is None:
+                    raise
+                raise err from e
+            finally:
+                if dbapi is not None:
+                    dbapi.set_progress_handler(None, 0)
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:

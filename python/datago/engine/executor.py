@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from .db import Engine, datapoints, datasources, fields, metadata_values
 from .db import log as _log
-from .query import Query
+from .query import Query, check_limits
 from .sql import SqlContext, compile_query
 from .values import INT64_MAX, INT64_MIN, has_nul
 
@@ -53,6 +53,8 @@ class PageSpec:
         seed: random order with this seed (None: id order).
         columns: datapoint columns to fetch besides ``id`` and ``datasource_id`` (of
             :data:`POINT_COLUMNS`; None: all). Fewer columns, a cheaper page.
+        timeout_s: stop the statement after this many seconds with a
+            :class:`~datago.engine.values.QueryError` (None: no limit; see :meth:`Engine.read`).
     """
 
     source_ids: list[int] | None = None
@@ -66,6 +68,7 @@ class PageSpec:
     partitions: tuple[int, int] | None = None
     seed: int | None = None
     columns: tuple[str, ...] | None = None
+    timeout_s: float | None = None
 
 
 #: the datapoint columns a page can return besides ``id`` and ``datasource_id``
@@ -167,14 +170,19 @@ def _filtered(
         if count > 1:
             where.append(dp.c.id % count == index)
     if spec.query is not None:
+        check_limits(spec.query)
         where.append(compile_query(spec.query, ctx))
     return stmt.where(*where), dp, rand_key
 
 
 def count(engine: Engine, spec: PageSpec) -> int:
-    """Number of datapoints matching ``spec`` (limit, cursor and order ignored)."""
+    """Number of datapoints matching ``spec`` (limit, cursor and order ignored).
+
+    Raises:
+        QueryError: a query over the limits, refused by the database, or over ``spec.timeout_s``.
+    """
     stmt, _, _ = _filtered(engine, PageSpec(**{**spec.__dict__, "seed": None}))
-    with engine.read() as conn:
+    with engine.read(spec.timeout_s) as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(stmt.subquery())).scalar_one())
 
 
@@ -218,6 +226,7 @@ def page_rows(engine: Engine, spec: PageSpec) -> RawPage:
 
     Raises:
         ValueError: malformed cursor.
+        QueryError: a query over the limits, refused by the database, or over ``spec.timeout_s``.
     """
     columns = POINT_COLUMNS if spec.columns is None else tuple(c for c in POINT_COLUMNS if c in spec.columns)
     if spec.limit is not None and spec.limit <= 0:
@@ -267,7 +276,7 @@ def page_rows(engine: Engine, spec: PageSpec) -> RawPage:
         ).where(described)
         out = sa.union_all(values, fields_of)
 
-    with engine.read() as conn:
+    with engine.read(spec.timeout_s) as conn:
         rows = _fetch_tuples(conn.execute(out))
     # the field rows: at the end (the order of UNION ALL's parts, which is not guaranteed)
     n = len(rows)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .values import (
+    QueryError,
     check_field_name,
     decode_json,
     encode_json,
@@ -41,7 +42,12 @@ COMPARISONS = ("eq", "ne", "gt", "ge", "lt", "le")
 TEXT_OPERATORS = ("contains", "icontains", "has_tag")
 OPERATORS = (*COMPARISONS, *TEXT_OPERATORS, "is_null", "is_not_null")
 UNARY_OPERATORS = ("is_null", "is_not_null")
-MAX_DEPTH = 64
+#: deepest nesting of and/or/not a query may have (the root is depth 0; every query within the
+#: limits compiles on SQLite, whose parser stack holds 100 entries)
+MAX_DEPTH = 32
+#: most conditions (leaves) a query may have: SQLite cannot compile much larger ones, and each
+#: metadata condition is a subquery the database plans and runs for every datapoint
+MAX_CONDITIONS = 256
 
 
 class Query:
@@ -70,15 +76,18 @@ class Query:
         return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True)
 
     @staticmethod
-    def from_dict(data: Any, _depth: int = 0) -> Query:
+    def from_dict(data: Any, _depth: int = 0, _leaves: list[int] | None = None) -> Query:
         """Parse the JSON form.
 
         Raises:
-            ValueError: malformed query (unknown key or operator, bad value, nesting deeper
-                than 64).
+            QueryError: nesting deeper than :data:`MAX_DEPTH` or more than
+                :data:`MAX_CONDITIONS` conditions (a ValueError; the parse stops there).
+            ValueError: malformed query (unknown key or operator, bad value).
         """
+        if _leaves is None:
+            _leaves = [0]
         if _depth > MAX_DEPTH:
-            raise ValueError(f"query nested deeper than {MAX_DEPTH}")
+            raise QueryError(depth_message())
         if not isinstance(data, dict):
             raise ValueError(f"a query is a JSON object, got {type(data).__name__}")
         keys = set(data)
@@ -87,11 +96,16 @@ class Query:
             items = data[key]
             if not isinstance(items, list) or not items:
                 raise ValueError(f'"{key}" takes a non-empty list of queries')
-            children = tuple(Query.from_dict(c, _depth + 1) for c in items)
+            if len(items) > MAX_CONDITIONS:
+                raise QueryError(size_message(len(items)))
+            children = tuple(Query.from_dict(c, _depth + 1, _leaves) for c in items)
             return And(children) if key == "and" else Or(children)
         if keys == {"not"}:
-            return Not(Query.from_dict(data["not"], _depth + 1))
+            return Not(Query.from_dict(data["not"], _depth + 1, _leaves))
         if keys in ({"field", "op"}, {"field", "op", "value"}):
+            _leaves[0] += 1
+            if _leaves[0] > MAX_CONDITIONS:
+                raise QueryError(size_message(None))
             op = data["op"]
             if op not in OPERATORS:
                 raise ValueError(f"unknown operator {op!r} (known: {', '.join(OPERATORS)})")
@@ -115,8 +129,43 @@ class Query:
         except json.JSONDecodeError as e:
             raise ValueError(f"invalid query JSON: {e}") from e
         except RecursionError:
-            raise ValueError(f"query nested deeper than {MAX_DEPTH}") from None
+            raise QueryError(depth_message()) from None
         return Query.from_dict(data)
+
+
+def depth_message() -> str:
+    """The message of a query nested deeper than :data:`MAX_DEPTH`."""
+    return f"query nested deeper than {MAX_DEPTH} levels of and/or/not, the limit"
+
+
+def size_message(n: int | None) -> str:
+    """The message of a query with ``n`` conditions (None: more than the limit, not all
+    counted) over :data:`MAX_CONDITIONS`."""
+    what = f"more than {MAX_CONDITIONS} conditions" if n is None else f"{n} conditions"
+    return f"query has {what}; the limit is {MAX_CONDITIONS}: split it into several queries"
+
+
+def check_limits(q: Query) -> None:
+    """Check a query against :data:`MAX_DEPTH` and :data:`MAX_CONDITIONS` (without recursion:
+    a query built in Python can be of any shape).
+
+    Raises:
+        QueryError: over a limit.
+    """
+    leaves = 0
+    stack: list[tuple[Query, int]] = [(q, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise QueryError(depth_message())
+        if isinstance(node, _Compound):
+            stack.extend((c, depth + 1) for c in node.children)
+        elif isinstance(node, Not):
+            stack.append((node.child, depth + 1))
+        else:
+            leaves += 1
+    if leaves > MAX_CONDITIONS:
+        raise QueryError(size_message(leaves))
 
 
 def _as_query(other: Any) -> Query:

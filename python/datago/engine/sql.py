@@ -8,14 +8,21 @@ import datetime as _dt
 import hashlib
 import math
 import string
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from .db import fields, metadata_values, to_us
-from .query import MAX_DEPTH, TEXT_OPERATORS, UNARY_OPERATORS, And, Condition, Not, Or, Query
-from .values import BUILTIN_FIELDS, INT64_MAX, INT64_MIN, infer_type, to_utc
+from .query import MAX_DEPTH, TEXT_OPERATORS, UNARY_OPERATORS, And, Condition, Not, Or, Query, depth_message
+from .values import BUILTIN_FIELDS, INT64_MAX, INT64_MIN, QueryError, infer_type, to_utc
+
+#: most operands of one SQL AND/OR: longer lists are split into parenthesized groups of at most
+#: this many, so the expression is about FAN * log_FAN(n) deep instead of n (SQLite refuses
+#: expressions deeper than 1000, and a flat OR of n terms is n deep)
+FAN = 8
 
 
 class SqlContext:
@@ -155,21 +162,66 @@ def _builtin_clause(ctx: SqlContext, c: Condition) -> ColumnElement[bool]:
     return sa.and_(col.is_not(None), _compare(col, c.op, _number(value)))
 
 
+class Parens(ColumnElement[bool]):
+    """A boolean clause in parentheses that SQLAlchemy keeps (it flattens nested ANDs and ORs,
+    and its own groupings with them, into one list that SQLite parses as a deep tree)."""
+
+    inherit_cache = True
+    type = sa.Boolean()
+    _traverse_internals: ClassVar[list[tuple[str, Any]]] = [("clause", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, clause: ColumnElement[bool]) -> None:
+        self.clause = clause
+
+
+@compiles(Parens)
+def _compile_parens(element: Parens, compiler: Any, **kw: Any) -> str:
+    return "(" + compiler.process(element.clause, **kw) + ")"
+
+
+def balanced(op: Any, clauses: list[Any]) -> ColumnElement[bool]:
+    """``op`` (``sa.and_`` or ``sa.or_``) of ``clauses`` as a tree of parenthesized groups of at
+    most :data:`FAN` operands (the same truth value, an expression about FAN * log_FAN(n) deep)."""
+    while len(clauses) > FAN:
+        clauses = [Parens(op(*clauses[i : i + FAN])) for i in range(0, len(clauses), FAN)]
+    return op(*clauses)
+
+
+def height(q: Query) -> int:
+    """The nesting depth of and/or/not under ``q`` (0 for a condition)."""
+    if isinstance(q, (And, Or)):
+        return 1 + max(height(c) for c in q.children)
+    if isinstance(q, Not):
+        return 1 + height(q.child)
+    return 0
+
+
+def _deepest_first(children: tuple[Query, ...]) -> list[Query]:
+    """``children`` with the most deeply nested first (AND and OR do not depend on the order):
+    SQLite's parser then descends into the nested parentheses of one operand with nothing pending
+    on its stack (100 entries), instead of an operand and an operator per level."""
+    if all(isinstance(c, Condition) for c in children):
+        return list(children)
+    return sorted(children, key=lambda c: -height(c))
+
+
 def compile_query(q: Query, ctx: SqlContext, _depth: int = 0) -> ColumnElement[bool]:
     """Compile a query to a boolean SQL expression over ``ctx.dp``. Field names and values are
     bound parameters; metadata fields are found by name in the fields table of the datapoint's
     own datasource.
 
     Raises:
-        ValueError: nesting deeper than 64.
+        QueryError: nesting deeper than :data:`~datago.engine.query.MAX_DEPTH`.
     """
     if _depth > MAX_DEPTH:
-        raise ValueError(f"query nested deeper than {MAX_DEPTH}")
+        raise QueryError(depth_message())
     if isinstance(q, And):
-        return sa.and_(*(compile_query(c, ctx, _depth + 1) for c in q.children))
+        return balanced(sa.and_, [compile_query(c, ctx, _depth + 1) for c in _deepest_first(q.children)])
     if isinstance(q, Or):
-        return sa.or_(*_compile_or(q.children, ctx, _depth + 1))
+        return balanced(sa.or_, _compile_or(tuple(_deepest_first(q.children)), ctx, _depth + 1))
     if isinstance(q, Not):
+        if isinstance(q.child, Not):  # NOT NOT x is x (also for NULL), and one parser level less
+            return compile_query(q.child.child, ctx, _depth + 2)
         return sa.not_(compile_query(q.child, ctx, _depth + 1))
     if not isinstance(q, Condition):
         raise TypeError(f"not a query: {type(q).__name__}")
@@ -224,7 +276,7 @@ def _metadata_exists(ctx: SqlContext, name: str, conds: list[Condition]) -> Colu
     where = [m.c.datapoint_id == ctx.dp.c.id, m.c.field_id.in_(field_ids), ctx.current(m)]
     ops = [_metadata_op(c) for c in conds]
     if not any(op in UNARY_OPERATORS for op in ops):  # else any value will do
-        where.append(sa.or_(*(_value_clause(ctx, m, op, c.value) for op, c in zip(ops, conds, strict=True))))
+        where.append(balanced(sa.or_, [_value_clause(ctx, m, op, c.value) for op, c in zip(ops, conds, strict=True)]))
     if ctx.after_id is not None:
         # implied by the datapoint's own bound, but the planner does not carry a range across
         # the join: spelled out, a merge join starts the values' index scan at the cursor

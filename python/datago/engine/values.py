@@ -55,6 +55,13 @@ BUILTIN_FIELDS: tuple[str, ...] = (
 )
 
 MAX_FIELD_NAME = 255
+
+
+class QueryError(ValueError):
+    """A query the engine refuses or the database could not run as asked: more conditions or
+    deeper nesting than the limits, a statement over a database limit (SQLite's parser stack or
+    expression depth, PostgreSQL's program limits), or one stopped by the statement timeout. The
+    server answers it with a 400 and its message."""
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 

@@ -39,13 +39,29 @@ def authenticate(engine: Engine, authorization: str, write: bool = False) -> Tok
     return info
 
 
+# the scope key under which the guard middleware (.guard) leaves the key it verified
+_TOKEN_SCOPE_KEY = "datago.token"
+
+
 def require_token(request: Request, ctx: Context) -> TokenInfo:
-    """Dependency: any valid key (read endpoints)."""
+    """Dependency: any valid key (read endpoints); the one the guard verified when it did."""
+    info = request.scope.get(_TOKEN_SCOPE_KEY)
+    if isinstance(info, TokenInfo):
+        return info
     return authenticate(ctx.engine, request.headers.get("authorization", ""))
 
 
 def require_write_token(request: Request, ctx: Context) -> TokenInfo:
-    """Dependency: a valid key that may write (write endpoints)."""
+    """Dependency: a valid key that may write (write endpoints).
+
+    Raises:
+        ApiError: 401 without a valid key, 403 for a read-only one.
+    """
+    info = request.scope.get(_TOKEN_SCOPE_KEY)
+    if isinstance(info, TokenInfo):
+        if info.read_only:
+            raise ApiError(403, "this token is read-only")
+        return info
     return authenticate(ctx.engine, request.headers.get("authorization", ""), write=True)
 
 

@@ -7,11 +7,13 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from ..db import Engine, get_engine
 from ..tokens import create_token, revoke_token
 from .app import create_app
+from .context import STATEMENT_TIMEOUT_S
+from .guard import MAX_BODY_BYTES
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -96,8 +98,25 @@ def run(
     port: int = 8000,
     url_ttl: int = 3600,
     public_url: str | None = None,
+    *,
+    allowed_hosts: Iterable[str] | str | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    statement_timeout_s: float | None = STATEMENT_TIMEOUT_S,
 ) -> None:
-    """Serve in the foreground until interrupted (``datago serve``)."""
+    """Serve in the foreground until interrupted (``datago serve``); the options are
+    :func:`~datago.engine.server.create_app`'s.
+
+    Raises:
+        ValueError: a malformed option (naming it).
+    """
     import uvicorn
 
-    uvicorn.run(create_app(db, url_ttl=url_ttl, public_url=public_url), host=host, port=port, log_level="info")
+    app = create_app(
+        db,
+        url_ttl=url_ttl,
+        public_url=public_url,
+        allowed_hosts=allowed_hosts,
+        max_body_bytes=max_body_bytes,
+        statement_timeout_s=statement_timeout_s,
+    )
+    uvicorn.run(app, host=host, port=port, log_level="info")

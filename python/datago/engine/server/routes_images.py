@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 from .. import dataroom
 from ..dataroom import ApiError, wanted_fields
-from ..executor import PageSpec, count
+from ..executor import PageSpec
 from ..query import Query
 from ..values import check_field_name
 from .auth import ReadToken
@@ -65,8 +65,7 @@ def images_random(request: Request, ctx: Context, _token: ReadToken) -> Response
 
 @router.get("/api/images/count/")
 def images_count(request: Request, ctx: Context, _token: ReadToken) -> dict[str, int]:
-    spec = dataroom.spec_from_params(dict(request.query_params))
-    return {"count": count(ctx.engine, spec)}
+    return ctx.count(dataroom.spec_from_params(dict(request.query_params)))
 
 
 def spec_from_body(
@@ -142,4 +141,4 @@ def query(
 @router.post("/api/query/count/")
 def query_count(ctx: Context, _token: ReadToken, body: dict[str, Any] = Body(...)) -> dict[str, int]:  # noqa: B008
     spec, _, _ = spec_from_body(body, None)
-    return {"count": count(ctx.engine, spec)}
+    return ctx.count(spec)

@@ -32,7 +32,8 @@ import (
 //
 // Errors: a page request that fails (401, 403, 404, a 5xx or connection errors still failing after
 // the HTTP layer's retries) or a page that is not a dataroom answer (bad JSON, no "results") ends
-// the run with an OSError naming the URL. A row that cannot be used is skipped, logged and
+// the run with an OSError naming the URL; a 404 saying a datasource of source_config.sources does
+// not exist (datago's engine server) ends it with a ValueError naming the key and the names. A row that cannot be used is skipped, logged and
 // counted (Skipped); an image that cannot be fetched is the fetch stage's skip.
 type DB struct {
 	images          string // {api_url}images/ or images/random/

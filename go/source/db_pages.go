@@ -121,6 +121,9 @@ func (d *DB) page(ctx context.Context, pageURL string) (u *url.URL, rows []json.
 		}
 		var se *remote.StatusError
 		if errors.As(err, &se) {
+			if uerr := d.unknownSources(se); uerr != nil {
+				return nil, nil, "", uerr
+			}
 			return nil, nil, "", errs.Errorf(errs.OS, "db source: %v%s", se, statusHint(se.Code))
 		}
 		if !broke || attempt >= s.MaxRetries {
@@ -183,6 +186,39 @@ func (d *DB) get(ctx context.Context, pageURL string, opts []remote.Option) (bod
 		return nil, false, errs.Errorf(errs.OS, "db source: GET %s: a page is larger than %d bytes", pageURL, dbMaxPageBytes)
 	}
 	return body, false, nil
+}
+
+// unknownSourceMarker starts the engine server's 404 for a datasource name it does not have.
+const unknownSourceMarker = "no datasource named"
+
+// unknownSources is the ValueError for a 404 that says a datasource of source_config.sources does
+// not exist (datago's engine server: "no datasource named 'x' (known: ...)"), naming the names
+// the answer quotes (all of sources when it quotes none of them); nil for any other answer.
+func (d *DB) unknownSources(se *remote.StatusError) error {
+	if se.Code != http.StatusNotFound || !strings.Contains(se.Body, unknownSourceMarker) {
+		return nil
+	}
+	var all, named []string
+	for _, n := range strings.Split(d.query.Get("sources"), ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			all = append(all, n)
+			if strings.Contains(se.Body, "'"+n+"'") || strings.Contains(se.Body, `"`+n+`"`) {
+				named = append(named, n)
+			}
+		}
+	}
+	if len(all) == 0 {
+		return nil
+	}
+	if len(named) == 0 {
+		named = all
+	}
+	quoted := make([]string, len(named))
+	for i, n := range named {
+		quoted[i] = strconv.Quote(n)
+	}
+	return errs.Errorf(errs.Value, "config key source_config.sources: the server has no datasource %s (%s)",
+		strings.Join(quoted, ", "), remote.RedactText(se.Body))
 }
 
 func statusHint(code int) string {

@@ -485,6 +485,33 @@ func TestDBPageErrors(t *testing.T) {
 			wantOSError(t, err, "cursor=4", strconv.Itoa(code))
 		})
 	}
+	t.Run("unknown datasource", func(t *testing.T) {
+		// datago's engine server answers a name it does not have with a 404 naming it: a config
+		// error (a typo must not train on an empty epoch), naming the key and the name
+		f.hook = func(w http.ResponseWriter, r *http.Request, cursor int) bool {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			w.Write([]byte(`{"error": "no datasource named 'photoz' (known: photos, other)", "status": 404}`))
+			return true
+		}
+		defer func() { f.hook = nil }()
+		d, _ := mustDB(t, f.config(map[string]any{"sources": []string{"photos", "photoz"}}), nil)
+		items, err := dbRun(t, context.Background(), d)
+		if len(items) != 0 {
+			t.Errorf("%d items", len(items))
+		}
+		if errs.KindOf(err) != errs.Value {
+			t.Fatalf("error %v (%T), want a ValueError", err, err)
+		}
+		for _, p := range []string{"source_config.sources", `"photoz"`, "known: photos, other"} {
+			if !strings.Contains(err.Error(), p) {
+				t.Errorf("error %q does not name %q", err, p)
+			}
+		}
+		if strings.Contains(err.Error(), `"photos"`) {
+			t.Errorf("error %q names the datasource that exists", err)
+		}
+	})
 	t.Run("bad JSON", func(t *testing.T) {
 		f.hook = func(w http.ResponseWriter, r *http.Request, cursor int) bool {
 			if cursor == 4 {

@@ -4,6 +4,7 @@ reading files from it. Bucket roots (see ``objstore``) are read over HTTP throug
 from __future__ import annotations
 
 import io
+import logging
 import os
 import shutil
 from collections.abc import Iterable
@@ -16,6 +17,8 @@ from urllib.parse import quote, unquote, urljoin
 from tqdm.auto import tqdm
 
 from . import objstore
+
+log = logging.getLogger("datago.engine")
 
 HEADER_BYTES = 64 * 1024
 MAX_HEADER_BYTES = 2 * 1024 * 1024
@@ -101,22 +104,45 @@ def image_info(fp: Any) -> tuple[int | None, int | None, str | None]:
 
 
 def list_local(root: str) -> list[str]:
-    """Relative paths of all files under ``root`` (hidden files and folders skipped), sorted."""
+    """Relative paths of all files under ``root`` (hidden files and folders skipped), sorted.
+
+    A symlink whose target is outside ``root`` (or is not a regular file) is skipped, with a
+    warning naming it: a scan never stores what lies outside its root. Symlinked folders are not
+    followed.
+    """
     out: list[str] = []
+    base = os.path.realpath(root)
+    inside = base.rstrip(os.sep) + os.sep
+    outside: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         rel_dir = os.path.relpath(dirpath, root)
         for name in filenames:
             if name.startswith("."):
                 continue
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            out.append(rel.replace(os.sep, "/"))
+            rel = (name if rel_dir == "." else f"{rel_dir}/{name}").replace(os.sep, "/")
+            full = os.path.join(dirpath, name)
+            if os.path.islink(full):
+                target = os.path.realpath(full)
+                if not target.startswith(inside) or not os.path.isfile(target):
+                    outside.append(rel)
+                    continue
+            out.append(rel)
+    if outside:
+        log.warning(
+            "scan of %s: skipped %d symlink(s) leading outside the root or to no file, e.g. %s",
+            root,
+            len(outside),
+            ", ".join(repr(p) for p in sorted(outside)[:5]),
+        )
     return sorted(out)
 
 
 def probe_local(root: str, rel: str) -> dict[str, Any] | None:
-    """Datapoint record for a local file (None if it vanished)."""
-    full = os.path.join(root, *rel.split("/"))
+    """Datapoint record for a local file (None if it vanished, or leads outside the root)."""
+    full = local_file(root, rel)
+    if full is None:
+        return None
     try:
         size = os.stat(full).st_size
         with open(full, "rb") as f:

@@ -15,8 +15,9 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
+from . import query as _query
 from .db import fields, metadata_values, to_us
-from .query import MAX_DEPTH, TEXT_OPERATORS, UNARY_OPERATORS, And, Condition, Not, Or, Query, depth_message
+from .query import TEXT_OPERATORS, UNARY_OPERATORS, And, Condition, Not, Or, Query, depth_message, lookups_message
 from .values import BUILTIN_FIELDS, INT64_MAX, INT64_MIN, QueryError, infer_type, to_utc
 
 #: most operands of one SQL AND/OR: longer lists are split into parenthesized groups of at most
@@ -38,6 +39,8 @@ class SqlContext:
         self.after_id = after_id
         self.metadata_values = metadata_values
         self.fields = fields
+        #: metadata lookups (EXISTS subqueries) compiled so far
+        self.lookups = 0
 
     def current(self, m: Any) -> ColumnElement[bool]:
         """Rows of metadata alias ``m`` valid at the context's time."""
@@ -211,9 +214,10 @@ def compile_query(q: Query, ctx: SqlContext, _depth: int = 0) -> ColumnElement[b
     own datasource.
 
     Raises:
-        QueryError: nesting deeper than :data:`~datago.engine.query.MAX_DEPTH`.
+        QueryError: nesting deeper than :data:`~datago.engine.query.MAX_DEPTH`, more metadata
+            lookups than :data:`~datago.engine.query.MAX_LOOKUPS`.
     """
-    if _depth > MAX_DEPTH:
+    if _depth > _query.MAX_DEPTH:
         raise QueryError(depth_message())
     if isinstance(q, And):
         return balanced(sa.and_, [compile_query(c, ctx, _depth + 1) for c in _deepest_first(q.children)])
@@ -264,7 +268,14 @@ def _compile_or(children: tuple[Query, ...], ctx: SqlContext, depth: int) -> lis
 
 def _metadata_exists(ctx: SqlContext, name: str, conds: list[Condition]) -> ColumnElement[bool]:
     """EXISTS a current value of metadata field ``name`` for the datapoint satisfying any of
-    ``conds`` (conditions on that field; is_null/is_not_null ones need no value clause)."""
+    ``conds`` (conditions on that field; is_null/is_not_null ones need no value clause).
+
+    Raises:
+        QueryError: more lookups in ``ctx`` than :data:`~datago.engine.query.MAX_LOOKUPS`.
+    """
+    ctx.lookups += 1
+    if ctx.lookups > _query.MAX_LOOKUPS:
+        raise QueryError(lookups_message())
     m = ctx.metadata_values.alias()
     f = ctx.fields.alias()
     # the field ids are selected by name alone, in a subquery that does not depend on the

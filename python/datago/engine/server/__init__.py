@@ -33,10 +33,18 @@ Endpoints (JSON; errors are ``{"error": message, "status": code}``, never a stac
 - ``GET /api/health``: ``{"ok": true}``, no token.
 
 Auth: ``Authorization: Token <key>`` (keys from ``datago token create``); 401 without a valid
-token, 403 for a read-only token on a write endpoint (:mod:`.auth`, a FastAPI dependency).
+token, checked before the body is read (:mod:`.guard`), 403 for a read-only token on a write
+endpoint (:mod:`.auth`, a FastAPI dependency).
+
+Limits: bodies over ``max_body_bytes`` are 413; queries deeper, larger or with more metadata
+lookups than :mod:`datago.engine.query`'s limits, statements the database refuses for their size,
+and statements over ``statement_timeout_s`` are 400; an unknown datasource is a 404 naming it. URLs
+in answers are built on ``public_url``, else an allowed ``Host``, else the address the client
+reached (:meth:`.context.ServerContext.base_url`).
 
 Modules: :mod:`.app` (``create_app``: routers, error answers), :mod:`.context` (state shared by
-the routes), :mod:`.auth`, :mod:`.routes_images` (listings, queries), :mod:`.routes_datasources`,
+the routes), :mod:`.guard` (auth and body limit before the application, 500s that keep the
+connection), :mod:`.auth`, :mod:`.routes_images` (listings, queries), :mod:`.routes_datasources`,
 :mod:`.routes_files` (signed files and blobs),
 :mod:`.routes_gallery` (the gallery and thumbnails), :mod:`.prefetch` (pages computed ahead),
 :mod:`.background` (uvicorn: ``run``, ``serve_in_background``).

@@ -521,6 +521,10 @@ def test_engine_server_end_to_end(photos: list[Path], tmp_path: Path) -> None:
             for rank in range(2):
                 ids += [s.id for s in load({**cfg, "rank": rank, "world_size": 2, "image_config": {}})[0]]
             assert sorted(ids) == sorted(str(i) for i in want)
+            # a typo in sources: a ValueError naming the key and the name (issue 14), not an empty epoch
+            err = _first_error(db_config(base + "/api/", source_config={"api_key": key, "sources": "photoz"}), True)
+            assert isinstance(err, ValueError), repr(err)
+            assert "source_config.sources" in str(err) and '"photoz"' in str(err) and "known: photos" in str(err)
             # the config the engine hands out for a query (its "query" extension)
             qcfg = ds[ds["score"] >= 1.0].all().ml_dataset_config(page_size=2)
             qcfg.update(samples_buffer_size=8)

@@ -300,3 +300,25 @@ def test_no_connection_reset_after_a_500(srv: SimpleNamespace, monkeypatch: pyte
         ]
     finally:
         stop()
+
+
+def test_serve_options(engine: Engine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # `datago serve` passes the options on; $DATAGO_SERVER_URL is the default public URL
+    import datago.engine.server as server_pkg
+
+    seen: dict[str, Any] = {}
+    real_run = server_pkg.run
+    monkeypatch.setattr(server_pkg, "run", lambda db, **kw: seen.update(kw, db=db))
+    monkeypatch.setenv("DATAGO_SERVER_URL", "https://data.example")
+    assert cli.main(["serve", "--db", engine.url]) == 0
+    assert seen["public_url"] == "https://data.example" and seen["allowed_hosts"] is None
+    assert seen["max_body_bytes"] == 16 << 20 and seen["statement_timeout_s"] == 30.0
+    argv = ["serve", "--db", engine.url, "--public-url", "http://h:1", "--allowed-hosts", "a,b:2"]
+    assert cli.main([*argv, "--max-body-bytes", "10", "--statement-timeout", "0"]) == 0
+    assert seen["public_url"] == "http://h:1" and seen["allowed_hosts"] == "a,b:2"
+    assert seen["max_body_bytes"] == 10 and seen["statement_timeout_s"] is None
+    assert cli.main(["serve", "--db", engine.url, "--max-body-bytes", "-1"]) == 1
+    assert "--max-body-bytes" in capsys.readouterr().err
+    monkeypatch.setattr(server_pkg, "run", real_run)
+    assert cli.main(["serve", "--db", engine.url, "--public-url", "data.example"]) == 1  # before serving
+    assert "public_url" in capsys.readouterr().err

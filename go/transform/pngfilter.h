@@ -1,0 +1,337 @@
+// PNG row unfiltering and flattening onto white, for pngdec.c (included by it, and only by it).
+//
+// Sub, Average and Paeth rows depend on the pixel to their left, so within a row the work is a
+// chain, one pixel after the other: about ten dependent vector instructions per pixel for Paeth.
+// Rows are therefore undone in pairs: row y+1 trails row y by one pixel, so that when row y
+// reconstructs pixel x, pixel x-1 of row y+1 already has its upper (x-1, row y) and upper-left
+// neighbours; the two independent chains run side by side in the CPU. Each pixel is one step in
+// 16-bit lanes (SSE2, the amd64 baseline), with the filter and the bytes per pixel as compile-time
+// constants of the loop. With alpha, each row is flattened onto white (vectorised, the exact
+// integer arithmetic of libvips-compatible rounding below) as soon as the row under it no longer
+// needs it, while it is still in the cache.
+//
+// Layout (as pngdec.c inflates it): h rows of 1 + rowb bytes (the filter byte, then the row),
+// followed by at least 16 bytes of slack; 4-byte loads may read up to 3 bytes past a row, stores
+// never write past a pixel.
+#ifndef DATAGO_TRANSFORM_PNGFILTER_H
+#define DATAGO_TRANSFORM_PNGFILTER_H
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { PF_NONE = 0, PF_SUB = 1, PF_UP = 2, PF_AVG = 3, PF_PAETH = 4 };
+
+#define PF_INLINE static inline __attribute__((always_inline))
+
+// One channel of one pixel flattened onto white: v * a / 255 + 255 * (1 - a / 255), rounded.
+static inline uint8_t flatten1(int v, int a) { return (uint8_t)((v * a + 255 * (255 - a) + 127) / 255); }
+
+static inline int paeth1(int a, int b, int c) {
+    int pa = abs(b - c), pb = abs(a - c), pc = abs(a + b - 2 * c);
+    return pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+}
+
+// Portable reference (and the path without SSE2): one row, in place. `up` is the row above
+// (zeros for the first row). Returns -1 for an unknown filter type.
+static int unfilter_row_ref(uint8_t *cur, const uint8_t *up, size_t rowb, int bpp, int filter) {
+    size_t i;
+    switch (filter) {
+    case PF_NONE:
+        break;
+    case PF_SUB:
+        for (i = (size_t)bpp; i < rowb; i++) cur[i] = (uint8_t)(cur[i] + cur[i - bpp]);
+        break;
+    case PF_UP:
+        for (i = 0; i < rowb; i++) cur[i] = (uint8_t)(cur[i] + up[i]);
+        break;
+    case PF_AVG:
+        for (i = 0; i < (size_t)bpp && i < rowb; i++) cur[i] = (uint8_t)(cur[i] + (up[i] >> 1));
+        for (; i < rowb; i++) cur[i] = (uint8_t)(cur[i] + ((cur[i - bpp] + up[i]) >> 1));
+        break;
+    case PF_PAETH:
+        for (i = 0; i < (size_t)bpp && i < rowb; i++) cur[i] = (uint8_t)(cur[i] + up[i]);
+        for (; i < rowb; i++) cur[i] = (uint8_t)(cur[i] + paeth1(cur[i - bpp], up[i], up[i - bpp]));
+        break;
+    default:
+        return -1;
+    }
+    return 0;
+}
+
+// Flattens pixels x0 to w-1 of a row of grey+alpha or RGBA (bpp 2 or 4) onto white in place:
+// the row becomes grey or RGB at its start. Portable reference (and the tail of flatten_row).
+static void flatten_row_ref(uint8_t *row, int x0, int w, int bpp) {
+    int colours = bpp - 1;
+    for (int x = x0; x < w; x++) {
+        const uint8_t *px = row + (size_t)x * bpp;
+        int a = px[colours];
+        uint8_t *o = row + (size_t)x * colours; // never past px: written after it is read
+        for (int b = 0; b < colours; b++) o[b] = flatten1(px[b], a);
+    }
+}
+
+#if defined(__SSE2__) && defined(__x86_64__)
+#define PF_SSE2 1
+#include <emmintrin.h>
+
+// 4 bytes at p as 16-bit lanes (the upper four lanes zero).
+PF_INLINE __m128i pf_load(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return _mm_unpacklo_epi8(_mm_cvtsi32_si128((int)v), _mm_setzero_si128());
+}
+
+// Stores the low bpp lanes of x (values 0..255) as bpp bytes at p.
+PF_INLINE void pf_store(uint8_t *p, __m128i x, int bpp) {
+    uint32_t v = (uint32_t)_mm_cvtsi128_si32(_mm_packus_epi16(x, x));
+    switch (bpp) {
+    case 4:
+        memcpy(p, &v, 4);
+        break;
+    case 3: {
+        uint16_t lo = (uint16_t)v;
+        memcpy(p, &lo, 2);
+        p[2] = (uint8_t)(v >> 16);
+        break;
+    }
+    case 2: {
+        uint16_t lo = (uint16_t)v;
+        memcpy(p, &lo, 2);
+        break;
+    }
+    default:
+        p[0] = (uint8_t)v;
+    }
+}
+
+PF_INLINE __m128i pf_abs16(__m128i x) { return _mm_max_epi16(x, _mm_sub_epi16(_mm_setzero_si128(), x)); }
+
+// m ? y : x, lane by lane (m all ones or all zeros)
+PF_INLINE __m128i pf_sel(__m128i m, __m128i x, __m128i y) {
+    return _mm_or_si128(_mm_andnot_si128(m, x), _mm_and_si128(m, y));
+}
+
+// The predictor of filter f from the left (a), upper (b) and upper-left (c) pixels.
+PF_INLINE __m128i pf_predict(int f, __m128i a, __m128i b, __m128i c) {
+    switch (f) {
+    case PF_SUB:
+        return a;
+    case PF_UP:
+        return b;
+    case PF_AVG:
+        return _mm_srli_epi16(_mm_add_epi16(a, b), 1);
+    case PF_PAETH: {
+        // a if |b-c| <= |a-c| and |b-c| <= |a+b-2c|, else b if |a-c| <= |a+b-2c|, else c
+        __m128i pa = _mm_sub_epi16(b, c), pb = _mm_sub_epi16(a, c);
+        __m128i pc = pf_abs16(_mm_add_epi16(pa, pb));
+        pa = pf_abs16(pa);
+        pb = pf_abs16(pb);
+        __m128i not_a = _mm_cmpgt_epi16(pa, _mm_min_epi16(pb, pc));
+        __m128i not_b = _mm_cmpgt_epi16(pb, pc);
+        return pf_sel(not_a, a, pf_sel(not_b, b, c));
+    }
+    default:
+        return _mm_setzero_si128();
+    }
+}
+
+// keep: 0xff in the lanes of the bpp bytes of a pixel, 0 in the others
+PF_INLINE __m128i pf_keep(int bpp) {
+    return _mm_setr_epi16(0xff, bpp > 1 ? 0xff : 0, bpp > 2 ? 0xff : 0, bpp > 3 ? 0xff : 0, 0, 0, 0, 0);
+}
+
+// One pixel of a Sub, Average or Paeth row: r the filtered bytes, a / b / c the reconstructed left,
+// upper and upper-left pixels (16-bit lanes, zero outside the pixel). Stores the pixel at p and
+// returns it, the next pixel's a.
+PF_INLINE __m128i pf_step(uint8_t *p, __m128i a, __m128i b, __m128i c, __m128i keep, int bpp, int f) {
+    __m128i x = _mm_and_si128(_mm_add_epi16(pf_load(p), pf_predict(f, a, b, c)), keep);
+    pf_store(p, x, bpp);
+    return x;
+}
+
+// One row (Sub, Average or Paeth), one pixel per step. a and c start at zero (no pixel left of
+// the first), which makes each filter's first-pixel rule fall out of the general one.
+PF_INLINE void pf_row(uint8_t *cur, const uint8_t *up, int w, int bpp, int f) {
+    const __m128i keep = pf_keep(bpp);
+    __m128i a = _mm_setzero_si128(), c = a;
+    for (int x = 0; x < w; x++) {
+        size_t i = (size_t)x * bpp;
+        __m128i b = _mm_and_si128(pf_load(up + i), keep);
+        a = pf_step(cur + i, a, b, c, keep, bpp, f);
+        c = b;
+    }
+}
+
+// Two rows: r1 is the row under r0 (r0 is its upper row), up the row over r0; f0 and f1 are their
+// filters (Sub, Average or Paeth). Row r1 trails by one pixel and takes its upper and upper-left
+// pixels straight from r0's registers: b1 (r0's pixel x-1) is a0 before r0's step x.
+PF_INLINE void pf_pair(uint8_t *r0, uint8_t *r1, const uint8_t *up, int w, int bpp, int f0, int f1) {
+    const __m128i keep = pf_keep(bpp);
+    __m128i zero = _mm_setzero_si128();
+    __m128i b0 = _mm_and_si128(pf_load(up), keep);
+    __m128i a0 = pf_step(r0, zero, b0, zero, keep, bpp, f0), c0 = b0;
+    __m128i a1 = zero, c1 = zero;
+    for (int x = 1; x < w; x++) {
+        size_t i = (size_t)x * bpp;
+        __m128i b1 = a0;
+        b0 = _mm_and_si128(pf_load(up + i), keep);
+        a0 = pf_step(r0 + i, a0, b0, c0, keep, bpp, f0);
+        a1 = pf_step(r1 + i - bpp, a1, b1, c1, keep, bpp, f1);
+        c0 = b0, c1 = b1;
+    }
+    pf_step(r1 + (size_t)(w - 1) * bpp, a1, a0, c1, keep, bpp, f1);
+}
+
+// The pair loop for every (f0, f1) of Sub, Average and Paeth, at one bpp.
+PF_INLINE void pf_pair_any(uint8_t *r0, uint8_t *r1, const uint8_t *up, int w, int bpp, int f0, int f1) {
+#define PF_CASE(x, y)                                                                                                  \
+    case (x) * 8 + (y):                                                                                                \
+        pf_pair(r0, r1, up, w, bpp, x, y);                                                                             \
+        break;
+    switch (f0 * 8 + f1) {
+        PF_CASE(PF_SUB, PF_SUB)
+        PF_CASE(PF_SUB, PF_AVG)
+        PF_CASE(PF_SUB, PF_PAETH)
+        PF_CASE(PF_AVG, PF_SUB)
+        PF_CASE(PF_AVG, PF_AVG)
+        PF_CASE(PF_AVG, PF_PAETH)
+        PF_CASE(PF_PAETH, PF_SUB)
+        PF_CASE(PF_PAETH, PF_AVG)
+        PF_CASE(PF_PAETH, PF_PAETH)
+    }
+#undef PF_CASE
+}
+
+static void pf_pair_bpp(uint8_t *r0, uint8_t *r1, const uint8_t *up, int w, int bpp, int f0, int f1) {
+    switch (bpp) {
+    case 1:
+        pf_pair_any(r0, r1, up, w, 1, f0, f1);
+        break;
+    case 2:
+        pf_pair_any(r0, r1, up, w, 2, f0, f1);
+        break;
+    case 3:
+        pf_pair_any(r0, r1, up, w, 3, f0, f1);
+        break;
+    default:
+        pf_pair_any(r0, r1, up, w, 4, f0, f1);
+    }
+}
+
+PF_INLINE void pf_row_any(uint8_t *cur, const uint8_t *up, int w, int bpp, int f) {
+    switch (f) {
+    case PF_SUB:
+        pf_row(cur, up, w, bpp, PF_SUB);
+        break;
+    case PF_AVG:
+        pf_row(cur, up, w, bpp, PF_AVG);
+        break;
+    default:
+        pf_row(cur, up, w, bpp, PF_PAETH);
+    }
+}
+
+static void pf_row_bpp(uint8_t *cur, const uint8_t *up, int w, int bpp, int f) {
+    switch (bpp) {
+    case 1:
+        pf_row_any(cur, up, w, 1, f);
+        break;
+    case 2:
+        pf_row_any(cur, up, w, 2, f);
+        break;
+    case 3:
+        pf_row_any(cur, up, w, 3, f);
+        break;
+    default:
+        pf_row_any(cur, up, w, 4, f);
+    }
+}
+
+// floor(v / 255) for v in 0..65534, lane by lane
+PF_INLINE __m128i pf_div255(__m128i v) {
+    return _mm_srli_epi16(_mm_add_epi16(_mm_add_epi16(v, _mm_set1_epi16(1)), _mm_srli_epi16(v, 8)), 8);
+}
+
+// flatten1 in 16-bit lanes: (v * a + 255 * (255 - a) + 127) / 255, all values below 65535
+PF_INLINE __m128i pf_flatten16(__m128i v, __m128i a) {
+    __m128i inv = _mm_sub_epi16(_mm_set1_epi16(255), a);
+    __m128i t = _mm_add_epi16(_mm_mullo_epi16(v, a), _mm_sub_epi16(_mm_slli_epi16(inv, 8), inv));
+    return pf_div255(_mm_add_epi16(t, _mm_set1_epi16(127)));
+}
+
+// flatten_row_ref, 4 (RGBA) or 8 (grey+alpha) pixels per step. Reads up to 16 bytes from the
+// start of the last full step (within the row); writes never reach bytes not yet read.
+static void flatten_row(uint8_t *row, int w, int bpp) {
+    const __m128i zero = _mm_setzero_si128(), opaque = _mm_set1_epi8(-1);
+    int x = 0;
+    if (bpp == 4) {
+        for (; x + 4 <= w; x += 4) {
+            __m128i out = _mm_loadu_si128((const __m128i *)(row + (size_t)x * 4));
+            // opaque pixels (the common case) stay as they are
+            if ((_mm_movemask_epi8(_mm_cmpeq_epi8(out, opaque)) & 0x8888) != 0x8888) {
+                __m128i lo = _mm_unpacklo_epi8(out, zero), hi = _mm_unpackhi_epi8(out, zero);
+                __m128i alo = _mm_shufflehi_epi16(_mm_shufflelo_epi16(lo, 0xff), 0xff);
+                __m128i ahi = _mm_shufflehi_epi16(_mm_shufflelo_epi16(hi, 0xff), 0xff);
+                out = _mm_packus_epi16(pf_flatten16(lo, alo), pf_flatten16(hi, ahi));
+            }
+            // drop every fourth byte: two pixels (8 bytes) become 6
+            uint64_t p01 = (uint64_t)_mm_cvtsi128_si64(out);
+            uint64_t p23 = (uint64_t)_mm_cvtsi128_si64(_mm_unpackhi_epi64(out, out));
+            p01 = (p01 & 0xffffffu) | ((p01 >> 8) & 0xffffff000000u);
+            p23 = (p23 & 0xffffffu) | ((p23 >> 8) & 0xffffff000000u);
+            uint8_t *o = row + (size_t)x * 3; // 8-byte stores: up to 2 bytes past these pixels
+            memcpy(o, &p01, 8);               // land on output not yet written, input already read
+            memcpy(o + 6, &p23, 8);
+        }
+    } else {
+        const __m128i lowbyte = _mm_set1_epi16(0xff);
+        for (; x + 8 <= w; x += 8) {
+            __m128i px = _mm_loadu_si128((const __m128i *)(row + (size_t)x * 2));
+            __m128i out = pf_flatten16(_mm_and_si128(px, lowbyte), _mm_srli_epi16(px, 8));
+            _mm_storel_epi64((__m128i *)(row + x), _mm_packus_epi16(out, out));
+        }
+    }
+    // the rest, pixel by pixel: outputs before x are final; the 8-byte stores above may have
+    // written up to 2 bytes of x's output, which this overwrites
+    flatten_row_ref(row, x, w, bpp);
+}
+#else
+static void flatten_row(uint8_t *row, int w, int bpp) { flatten_row_ref(row, 0, w, bpp); }
+#endif
+
+// Undoes the per-row filters in place and, with flatten (bpp 2 or 4: grey+alpha, RGBA), flattens
+// every row onto white (each row then starts with its grey or RGB pixels; the stride does not
+// change). raw holds h rows of 1 + rowb bytes (filter byte, then the row), followed by at least 16
+// bytes of slack; zeros is rowb + 16 zero bytes (the row above the first). bpp is 1 to 4. Returns
+// -1 at an unknown filter type (the rows before it are undone, the rest not).
+static int unfilter(uint8_t *raw, size_t rowb, int h, int bpp, const uint8_t *zeros, int flatten) {
+    size_t pitch = rowb + 1;
+    int w = (int)(rowb / (size_t)bpp);
+    int flat = 0; // rows before this one are flattened
+    for (int y = 0; y < h;) {
+        uint8_t *cur = raw + (size_t)y * pitch + 1;
+        const uint8_t *up = y ? cur - pitch : zeros;
+        int f = cur[-1];
+        if (f > PF_PAETH) return -1;
+        int done = 1;
+#ifdef PF_SSE2
+        int chained = f == PF_SUB || f == PF_AVG || f == PF_PAETH;
+        int f1 = y + 1 < h ? cur[pitch - 1] : -1;
+        if (chained && (f1 == PF_SUB || f1 == PF_AVG || f1 == PF_PAETH)) {
+            pf_pair_bpp(cur, cur + pitch, up, w, bpp, f, f1);
+            done = 2;
+        } else if (chained) {
+            pf_row_bpp(cur, up, w, bpp, f);
+        } else
+#endif
+            unfilter_row_ref(cur, up, rowb, bpp, f);
+        y += done;
+        // every row but the last one undone is no longer anyone's upper row
+        for (; flatten && flat < y - 1; flat++) flatten_row(raw + (size_t)flat * pitch + 1, w, bpp);
+    }
+    for (; flatten && flat < h; flat++) flatten_row(raw + (size_t)flat * pitch + 1, w, bpp);
+    return 0;
+}
+
+#endif

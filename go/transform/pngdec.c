@@ -4,10 +4,10 @@
 // PNG photos cost a third of all decode time through libvips/libpng: about half of it in zlib's
 // inflate and half in libpng's byte-at-a-time Paeth unfiltering. Here the IDAT stream is inflated
 // in one call with libdeflate (the whole file is in memory already) and the rows are unfiltered in
-// place (pngfilter.h: SSE2, one whole pixel per step, two rows at a time so that two dependency
-// chains run side by side; alpha is flattened onto white row by row right behind). Anything
-// else (palette, 16 bits, alpha, interlace, tRNS) returns "not mine" and goes through libvips
-// unchanged.
+// place (pngfilter.h: one whole pixel per SIMD step, two rows at a time so that two dependency
+// chains run side by side, AVX2-era instructions where the CPU has them; alpha is flattened onto
+// white row by row right behind). Anything else (palette, 16 bits, alpha without flattening,
+// interlace, tRNS) returns "not mine" and goes through libvips unchanged.
 //
 // Chunk CRCs are not checked: the zlib stream's Adler-32 (checked by libdeflate) covers the pixel
 // data, and the header was already parsed, CRC-checked, by libvips (dg_open) before we get here.

@@ -1,14 +1,17 @@
 // PNG row unfiltering and flattening onto white, for pngdec.c (included by it, and only by it).
 //
 // Sub, Average and Paeth rows depend on the pixel to their left, so within a row the work is a
-// chain, one pixel after the other: about ten dependent vector instructions per pixel for Paeth.
-// Rows are therefore undone in pairs: row y+1 trails row y by one pixel, so that when row y
-// reconstructs pixel x, pixel x-1 of row y+1 already has its upper (x-1, row y) and upper-left
-// neighbours; the two independent chains run side by side in the CPU. Each pixel is one step in
-// 16-bit lanes (SSE2, the amd64 baseline), with the filter and the bytes per pixel as compile-time
-// constants of the loop. With alpha, each row is flattened onto white (vectorised, the exact
-// integer arithmetic of libvips-compatible rounding below) as soon as the row under it no longer
-// needs it, while it is still in the cache.
+// chain, one pixel after the other: for Paeth about ten dependent vector instructions a pixel.
+// Rows are therefore undone in pairs, the lower row trailing the upper one, so that two chains
+// run side by side in the CPU: when both rows have the same filter (the common case), one
+// register holds pixel x of the upper row and pixel x-2 of the lower one (16-bit lanes, 4 per
+// pixel), so each instruction serves both and the lower row's upper pixels, two steps old, stay
+// off the chain; rows with different filters run as two chains in registers of their own. Each
+// pixel is one step, in SSE2 (the amd64 baseline) or, on CPUs with AVX2, with SSSE3's abs and
+// SSE4.1's blend, which shorten the Paeth chain (pngfilter_simd.h is compiled for both; the
+// choice is made at run time). With alpha, each row is flattened onto white (vectorised; opaque
+// pixels skip the arithmetic) as soon as the row under it no longer needs it, while it is still
+// in the cache.
 //
 // Layout (as pngdec.c inflates it): h rows of 1 + rowb bytes (the filter byte, then the row),
 // followed by at least 16 bytes of slack; 4-byte loads may read up to 3 bytes past a row, stores
@@ -105,147 +108,60 @@ PF_INLINE void pf_store(uint8_t *p, __m128i x, int bpp) {
     }
 }
 
-PF_INLINE __m128i pf_abs16(__m128i x) { return _mm_max_epi16(x, _mm_sub_epi16(_mm_setzero_si128(), x)); }
-
-// m ? y : x, lane by lane (m all ones or all zeros)
-PF_INLINE __m128i pf_sel(__m128i m, __m128i x, __m128i y) {
-    return _mm_or_si128(_mm_andnot_si128(m, x), _mm_and_si128(m, y));
-}
-
-// The predictor of filter f from the left (a), upper (b) and upper-left (c) pixels.
-PF_INLINE __m128i pf_predict(int f, __m128i a, __m128i b, __m128i c) {
-    switch (f) {
-    case PF_SUB:
-        return a;
-    case PF_UP:
-        return b;
-    case PF_AVG:
-        return _mm_srli_epi16(_mm_add_epi16(a, b), 1);
-    case PF_PAETH: {
-        // a if |b-c| <= |a-c| and |b-c| <= |a+b-2c|, else b if |a-c| <= |a+b-2c|, else c
-        __m128i pa = _mm_sub_epi16(b, c), pb = _mm_sub_epi16(a, c);
-        __m128i pc = pf_abs16(_mm_add_epi16(pa, pb));
-        pa = pf_abs16(pa);
-        pb = pf_abs16(pb);
-        __m128i not_a = _mm_cmpgt_epi16(pa, _mm_min_epi16(pb, pc));
-        __m128i not_b = _mm_cmpgt_epi16(pb, pc);
-        return pf_sel(not_a, a, pf_sel(not_b, b, c));
-    }
-    default:
-        return _mm_setzero_si128();
-    }
-}
-
 // keep: 0xff in the lanes of the bpp bytes of a pixel, 0 in the others
 PF_INLINE __m128i pf_keep(int bpp) {
     return _mm_setr_epi16(0xff, bpp > 1 ? 0xff : 0, bpp > 2 ? 0xff : 0, bpp > 3 ? 0xff : 0, 0, 0, 0, 0);
 }
 
-// One pixel of a Sub, Average or Paeth row: r the filtered bytes, a / b / c the reconstructed left,
-// upper and upper-left pixels (16-bit lanes, zero outside the pixel). Stores the pixel at p and
-// returns it, the next pixel's a.
-PF_INLINE __m128i pf_step(uint8_t *p, __m128i a, __m128i b, __m128i c, __m128i keep, int bpp, int f) {
-    __m128i x = _mm_and_si128(_mm_add_epi16(pf_load(p), pf_predict(f, a, b, c)), keep);
-    pf_store(p, x, bpp);
-    return x;
-}
-
-// One row (Sub, Average or Paeth), one pixel per step. a and c start at zero (no pixel left of
-// the first), which makes each filter's first-pixel rule fall out of the general one.
-PF_INLINE void pf_row(uint8_t *cur, const uint8_t *up, int w, int bpp, int f) {
-    const __m128i keep = pf_keep(bpp);
-    __m128i a = _mm_setzero_si128(), c = a;
-    for (int x = 0; x < w; x++) {
-        size_t i = (size_t)x * bpp;
-        __m128i b = _mm_and_si128(pf_load(up + i), keep);
-        a = pf_step(cur + i, a, b, c, keep, bpp, f);
-        c = b;
-    }
-}
-
-// Two rows: r1 is the row under r0 (r0 is its upper row), up the row over r0; f0 and f1 are their
-// filters (Sub, Average or Paeth). Row r1 trails by one pixel and takes its upper and upper-left
-// pixels straight from r0's registers: b1 (r0's pixel x-1) is a0 before r0's step x.
-PF_INLINE void pf_pair(uint8_t *r0, uint8_t *r1, const uint8_t *up, int w, int bpp, int f0, int f1) {
-    const __m128i keep = pf_keep(bpp);
-    __m128i zero = _mm_setzero_si128();
-    __m128i b0 = _mm_and_si128(pf_load(up), keep);
-    __m128i a0 = pf_step(r0, zero, b0, zero, keep, bpp, f0), c0 = b0;
-    __m128i a1 = zero, c1 = zero;
-    for (int x = 1; x < w; x++) {
-        size_t i = (size_t)x * bpp;
-        __m128i b1 = a0;
-        b0 = _mm_and_si128(pf_load(up + i), keep);
-        a0 = pf_step(r0 + i, a0, b0, c0, keep, bpp, f0);
-        a1 = pf_step(r1 + i - bpp, a1, b1, c1, keep, bpp, f1);
-        c0 = b0, c1 = b1;
-    }
-    pf_step(r1 + (size_t)(w - 1) * bpp, a1, a0, c1, keep, bpp, f1);
-}
-
-// The pair loop for every (f0, f1) of Sub, Average and Paeth, at one bpp.
-PF_INLINE void pf_pair_any(uint8_t *r0, uint8_t *r1, const uint8_t *up, int w, int bpp, int f0, int f1) {
-#define PF_CASE(x, y)                                                                                                  \
-    case (x) * 8 + (y):                                                                                                \
-        pf_pair(r0, r1, up, w, bpp, x, y);                                                                             \
-        break;
-    switch (f0 * 8 + f1) {
-        PF_CASE(PF_SUB, PF_SUB)
-        PF_CASE(PF_SUB, PF_AVG)
-        PF_CASE(PF_SUB, PF_PAETH)
-        PF_CASE(PF_AVG, PF_SUB)
-        PF_CASE(PF_AVG, PF_AVG)
-        PF_CASE(PF_AVG, PF_PAETH)
-        PF_CASE(PF_PAETH, PF_SUB)
-        PF_CASE(PF_PAETH, PF_AVG)
-        PF_CASE(PF_PAETH, PF_PAETH)
-    }
-#undef PF_CASE
-}
-
-static void pf_pair_bpp(uint8_t *r0, uint8_t *r1, const uint8_t *up, int w, int bpp, int f0, int f1) {
+// Stores the bpp low bytes of v at p.
+PF_INLINE void pf_store32(uint8_t *p, uint32_t v, int bpp) {
     switch (bpp) {
-    case 1:
-        pf_pair_any(r0, r1, up, w, 1, f0, f1);
+    case 4:
+        memcpy(p, &v, 4);
         break;
-    case 2:
-        pf_pair_any(r0, r1, up, w, 2, f0, f1);
+    case 3: {
+        uint16_t lo = (uint16_t)v;
+        memcpy(p, &lo, 2);
+        p[2] = (uint8_t)(v >> 16);
         break;
-    case 3:
-        pf_pair_any(r0, r1, up, w, 3, f0, f1);
+    }
+    case 2: {
+        uint16_t lo = (uint16_t)v;
+        memcpy(p, &lo, 2);
         break;
+    }
     default:
-        pf_pair_any(r0, r1, up, w, 4, f0, f1);
+        p[0] = (uint8_t)v;
     }
 }
 
-PF_INLINE void pf_row_any(uint8_t *cur, const uint8_t *up, int w, int bpp, int f) {
-    switch (f) {
-    case PF_SUB:
-        pf_row(cur, up, w, bpp, PF_SUB);
-        break;
-    case PF_AVG:
-        pf_row(cur, up, w, bpp, PF_AVG);
-        break;
-    default:
-        pf_row(cur, up, w, bpp, PF_PAETH);
-    }
+#define PF_V(name) name##_sse2
+#define PF_TARGET
+#define PF_AVX2 0
+#include "pngfilter_simd.h"
+#undef PF_V
+#undef PF_TARGET
+#undef PF_AVX2
+#define PF_V(name) name##_avx2
+#define PF_TARGET __attribute__((target("avx2")))
+#define PF_AVX2 1
+#include <immintrin.h>
+#include "pngfilter_simd.h"
+#undef PF_V
+#undef PF_TARGET
+#undef PF_AVX2
+
+static int pf_simd_level = -1; // -1: detect (AVX2 if the CPU has it), 0: SSE2 only, 2: AVX2
+
+// Selects the unfiltering kernels (2 AVX2 when the CPU has it, 0 SSE2, -1 detect); returns the
+// previous setting. For tests, which run both.
+int dg_png_simd(int level) {
+    return __atomic_exchange_n(&pf_simd_level, level, __ATOMIC_RELAXED);
 }
 
-static void pf_row_bpp(uint8_t *cur, const uint8_t *up, int w, int bpp, int f) {
-    switch (bpp) {
-    case 1:
-        pf_row_any(cur, up, w, 1, f);
-        break;
-    case 2:
-        pf_row_any(cur, up, w, 2, f);
-        break;
-    case 3:
-        pf_row_any(cur, up, w, 3, f);
-        break;
-    default:
-        pf_row_any(cur, up, w, 4, f);
-    }
+static int pf_avx2(void) {
+    int level = __atomic_load_n(&pf_simd_level, __ATOMIC_RELAXED);
+    return level != 0 && __builtin_cpu_supports("avx2");
 }
 
 // floor(v / 255) for v in 0..65534, lane by lane
@@ -309,6 +225,9 @@ static int unfilter(uint8_t *raw, size_t rowb, int h, int bpp, const uint8_t *ze
     size_t pitch = rowb + 1;
     int w = (int)(rowb / (size_t)bpp);
     int flat = 0; // rows before this one are flattened
+#ifdef PF_SSE2
+    int avx2 = pf_avx2();
+#endif
     for (int y = 0; y < h;) {
         uint8_t *cur = raw + (size_t)y * pitch + 1;
         const uint8_t *up = y ? cur - pitch : zeros;
@@ -319,10 +238,16 @@ static int unfilter(uint8_t *raw, size_t rowb, int h, int bpp, const uint8_t *ze
         int chained = f == PF_SUB || f == PF_AVG || f == PF_PAETH;
         int f1 = y + 1 < h ? cur[pitch - 1] : -1;
         if (chained && (f1 == PF_SUB || f1 == PF_AVG || f1 == PF_PAETH)) {
-            pf_pair_bpp(cur, cur + pitch, up, w, bpp, f, f1);
+            if (avx2)
+                pf_pair_bpp_avx2(cur, cur + pitch, up, w, bpp, f, f1);
+            else
+                pf_pair_bpp_sse2(cur, cur + pitch, up, w, bpp, f, f1);
             done = 2;
         } else if (chained) {
-            pf_row_bpp(cur, up, w, bpp, f);
+            if (avx2)
+                pf_row_bpp_avx2(cur, up, w, bpp, f);
+            else
+                pf_row_bpp_sse2(cur, up, w, bpp, f);
         } else
 #endif
             unfilter_row_ref(cur, up, rowb, bpp, f);

@@ -171,14 +171,24 @@ func libvipsPixels(t *testing.T, data []byte) ([]byte, Image) {
 // Our PNG decoder gives libvips' pixels exactly for every filter type (each forced on every row,
 // and mixed row by row so that every pairing of filters on neighbouring rows occurs), every
 // 8-bit format (1 to 4 bytes a pixel; with alpha flattened onto white exactly as computed here
-// from libvips' pixels), odd widths, photo pixels and noise. 16-bit PNGs (2 to 8 bytes a pixel)
-// are left to libvips.
+// from libvips' pixels), odd widths, photo pixels and noise, with the SSE2 kernels and with the
+// AVX2 ones (where the CPU has AVX2). 16-bit PNGs (2 to 8 bytes a pixel) are left to libvips.
 func TestPNGFiltersExactAgainstLibvips(t *testing.T) {
 	if err := Init(); err != nil {
 		t.Fatal(err)
 	}
 	defer pngFast(1)
 	pngFast(1)
+	defer pngSIMD(pngSIMD(-1))
+	for _, level := range []int{0, 2} {
+		t.Run(map[int]string{0: "sse2", 2: "avx2"}[level], func(t *testing.T) {
+			pngSIMD(level)
+			checkPNGFilters(t)
+		})
+	}
+}
+
+func checkPNGFilters(t *testing.T) {
 	photo := decodePhoto(t, photos(t)[0])
 	widths := []int{1, 2, 3, 4, 5, 7, 8, 9, 17, 64, 101}
 	const h = 11 // odd: the last row is undone alone, the others in pairs

@@ -8,8 +8,8 @@
 // pixel), so each instruction serves both and the lower row's upper pixels, two steps old, stay
 // off the chain; rows with different filters run as two chains in registers of their own. Each
 // pixel is one step, in SSE2 (the amd64 baseline) or, on CPUs with AVX2, with SSSE3's abs and
-// SSE4.1's blend, which shorten the Paeth chain (pngfilter_simd.h is compiled for both; the
-// choice is made at run time). With alpha, each row is flattened onto white (vectorised; opaque
+// SSE4.1's blend, which shorten the Paeth chain, and four Paeth rows at a time in a 256-bit
+// register (pngfilter_simd.h is compiled for both; the choice is made at run time). With alpha, each row is flattened onto white (vectorised; opaque
 // pixels skip the arithmetic) as soon as the row under it no longer needs it, while it is still
 // in the cache.
 //
@@ -237,7 +237,10 @@ static int unfilter(uint8_t *raw, size_t rowb, int h, int bpp, const uint8_t *ze
 #ifdef PF_SSE2
         int chained = f == PF_SUB || f == PF_AVG || f == PF_PAETH;
         int f1 = y + 1 < h ? cur[pitch - 1] : -1;
-        if (chained && (f1 == PF_SUB || f1 == PF_AVG || f1 == PF_PAETH)) {
+        if (avx2 && f == PF_PAETH && y + 3 < h && f1 == f && cur[2 * pitch - 1] == f && cur[3 * pitch - 1] == f) {
+            pf_quad_bpp_avx2(cur, pitch, up, w, bpp);
+            done = 4;
+        } else if (chained && (f1 == PF_SUB || f1 == PF_AVG || f1 == PF_PAETH)) {
             if (avx2)
                 pf_pair_bpp_avx2(cur, cur + pitch, up, w, bpp, f, f1);
             else

@@ -197,3 +197,69 @@ PF_TARGET static void PF_V(pf_row_bpp)(uint8_t *cur, const uint8_t *up, int w, i
     }
 }
 
+
+#if PF_AVX2
+// The Paeth predictor (as pf_predict) of four pixels at once, in the 64-bit lanes of a register.
+PF_TARGET PF_INLINE __m256i pf_paeth4_avx2(__m256i a, __m256i b, __m256i c) {
+    __m256i pa = _mm256_sub_epi16(b, c), pb = _mm256_sub_epi16(a, c);
+    __m256i pc = _mm256_abs_epi16(_mm256_add_epi16(pa, pb));
+    pa = _mm256_abs_epi16(pa);
+    pb = _mm256_abs_epi16(pb);
+    __m256i not_a = _mm256_cmpgt_epi16(pa, _mm256_min_epi16(pb, pc));
+    __m256i not_b = _mm256_cmpgt_epi16(pb, pc);
+    return _mm256_blendv_epi8(a, _mm256_blendv_epi8(b, c, not_b), not_a);
+}
+
+// Four Paeth rows in one 256-bit register: 64-bit lane k holds row k's pixel x-2k, so each
+// instruction serves four rows; row k's upper pixels come from lane k-1 two steps before (off
+// the dependency chain), row 0's from up. Lanes of pixels left of a row's first stay zero (zero
+// bytes in, zero prediction out), which is the first-pixel rule; lanes past a row's end are
+// computed but not stored. (Sub and Average rows gain nothing from it: their chains are short,
+// and the loads and stores of four rows cost more than they save.)
+PF_TARGET PF_INLINE void pf_quad_avx2(uint8_t *r0, size_t pitch, const uint8_t *up, int w, int bpp) {
+    const __m256i keep = _mm256_broadcastq_epi64(pf_keep(bpp));
+    const __m128i keep1 = pf_keep(bpp);
+    __m256i A = _mm256_setzero_si256(), P = A, C = A;
+    for (int x = 0; x < w + 6; x++) {
+        uint32_t v[4];
+        for (int k = 0; k < 4; k++) {
+            int p = x - 2 * k;
+            v[k] = 0;
+            if ((unsigned)p < (unsigned)w) memcpy(&v[k], r0 + k * pitch + (size_t)p * bpp, 4);
+        }
+        __m256i R = _mm256_cvtepu8_epi16(_mm_setr_epi32((int)v[0], (int)v[1], (int)v[2], (int)v[3]));
+        __m128i u = x < w ? _mm_and_si128(pf_load(up + (size_t)x * bpp), keep1) : _mm_setzero_si128();
+        // B = [up x | P lane 0 | P lane 1 | P lane 2]
+        __m256i B = _mm256_blend_epi32(_mm256_permute4x64_epi64(P, _MM_SHUFFLE(2, 1, 0, 0)),
+                                       _mm256_castsi128_si256(u), 0x03);
+        P = A;
+        A = _mm256_and_si256(_mm256_add_epi16(R, pf_paeth4_avx2(A, B, C)), keep);
+        C = B;
+        __m256i pk = _mm256_packus_epi16(A, A); // per 128-bit half: rows 0, 1 (2, 3) in bytes 0..7
+        uint64_t s[2] = {(uint64_t)_mm_cvtsi128_si64(_mm256_castsi256_si128(pk)),
+                         (uint64_t)_mm_cvtsi128_si64(_mm256_extracti128_si256(pk, 1))};
+        for (int k = 0; k < 4; k++) {
+            int p = x - 2 * k;
+            if ((unsigned)p < (unsigned)w)
+                pf_store32(r0 + k * pitch + (size_t)p * bpp, (uint32_t)(s[k >> 1] >> (32 * (k & 1))), bpp);
+        }
+    }
+}
+
+// Rows r0 .. r0 + 3 pitch, all Paeth; up is the row over r0.
+PF_TARGET static void pf_quad_bpp_avx2(uint8_t *r0, size_t pitch, const uint8_t *up, int w, int bpp) {
+    switch (bpp) {
+    case 1:
+        pf_quad_avx2(r0, pitch, up, w, 1);
+        break;
+    case 2:
+        pf_quad_avx2(r0, pitch, up, w, 2);
+        break;
+    case 3:
+        pf_quad_avx2(r0, pitch, up, w, 3);
+        break;
+    default:
+        pf_quad_avx2(r0, pitch, up, w, 4);
+    }
+}
+#endif

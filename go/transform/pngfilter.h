@@ -176,11 +176,11 @@ PF_INLINE __m128i pf_flatten16(__m128i v, __m128i a) {
     return pf_div255(_mm_add_epi16(t, _mm_set1_epi16(127)));
 }
 
-// flatten_row_ref, 4 (RGBA) or 8 (grey+alpha) pixels per step. Reads up to 16 bytes from the
-// start of the last full step (within the row); writes never reach bytes not yet read.
-static void flatten_row(uint8_t *row, int w, int bpp) {
+// flatten_row_ref from pixel x on, 4 (RGBA) or 8 (grey+alpha) pixels per step. Reads up to 16
+// bytes from the start of the last full step (within the row); writes never reach bytes not yet
+// read.
+static void flatten_row_sse2(uint8_t *row, int x, int w, int bpp) {
     const __m128i zero = _mm_setzero_si128(), opaque = _mm_set1_epi8(-1);
-    int x = 0;
     if (bpp == 4) {
         for (; x + 4 <= w; x += 4) {
             __m128i out = _mm_loadu_si128((const __m128i *)(row + (size_t)x * 4));
@@ -212,8 +212,50 @@ static void flatten_row(uint8_t *row, int w, int bpp) {
     // written up to 2 bytes of x's output, which this overwrites
     flatten_row_ref(row, x, w, bpp);
 }
+
+// flatten_row_sse2 for RGBA, 8 pixels per step in 256-bit registers, SSSE3's shuffle dropping the
+// alpha bytes; the last pixels (fewer than 8) go to flatten_row_sse2.
+__attribute__((target("avx2"))) static void flatten_row_avx2(uint8_t *row, int w, int bpp) {
+    int x = 0;
+    if (bpp == 4) {
+        const __m256i zero = _mm256_setzero_si256(), opaque = _mm256_set1_epi8(-1);
+        const __m256i drop_alpha = _mm256_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1, //
+                                                    0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1);
+        const __m256i inv_max = _mm256_set1_epi16(255), one = _mm256_set1_epi16(1), half = _mm256_set1_epi16(127);
+        for (; x + 8 <= w; x += 8) {
+            __m256i px = _mm256_loadu_si256((const __m256i *)(row + (size_t)x * 4));
+            if (((unsigned)_mm256_movemask_epi8(_mm256_cmpeq_epi8(px, opaque)) & 0x88888888u) != 0x88888888u) {
+                __m256i v[2] = {_mm256_unpacklo_epi8(px, zero), _mm256_unpackhi_epi8(px, zero)};
+                for (int k = 0; k < 2; k++) { // flatten1 in 16-bit lanes, as pf_flatten16
+                    __m256i a = _mm256_shufflehi_epi16(_mm256_shufflelo_epi16(v[k], 0xff), 0xff);
+                    __m256i inv = _mm256_sub_epi16(inv_max, a);
+                    __m256i t = _mm256_add_epi16(_mm256_mullo_epi16(v[k], a),
+                                                 _mm256_sub_epi16(_mm256_slli_epi16(inv, 8), inv));
+                    t = _mm256_add_epi16(t, half);
+                    v[k] = _mm256_srli_epi16(_mm256_add_epi16(_mm256_add_epi16(t, one), _mm256_srli_epi16(t, 8)), 8);
+                }
+                px = _mm256_packus_epi16(v[0], v[1]);
+            }
+            px = _mm256_shuffle_epi8(px, drop_alpha); // each 128-bit half: 4 RGB pixels, 4 zero bytes
+            uint8_t *o = row + (size_t)x * 3;         // 16-byte stores: 4 bytes past these pixels land
+            _mm_storeu_si128((__m128i *)o, _mm256_castsi256_si128(px)); // on output not yet written,
+            _mm_storeu_si128((__m128i *)(o + 12), _mm256_extracti128_si256(px, 1)); // input read
+        }
+    }
+    flatten_row_sse2(row, x, w, bpp);
+}
+
+static void flatten_row(uint8_t *row, int w, int bpp, int avx2) {
+    if (avx2)
+        flatten_row_avx2(row, w, bpp);
+    else
+        flatten_row_sse2(row, 0, w, bpp);
+}
 #else
-static void flatten_row(uint8_t *row, int w, int bpp) { flatten_row_ref(row, 0, w, bpp); }
+static void flatten_row(uint8_t *row, int w, int bpp, int avx2) {
+    (void)avx2;
+    flatten_row_ref(row, 0, w, bpp);
+}
 #endif
 
 // Undoes the per-row filters in place and, with flatten (bpp 2 or 4: grey+alpha, RGBA), flattens
@@ -227,6 +269,8 @@ static int unfilter(uint8_t *raw, size_t rowb, int h, int bpp, const uint8_t *ze
     int flat = 0; // rows before this one are flattened
 #ifdef PF_SSE2
     int avx2 = pf_avx2();
+#else
+    int avx2 = 0;
 #endif
     for (int y = 0; y < h;) {
         uint8_t *cur = raw + (size_t)y * pitch + 1;
@@ -256,9 +300,9 @@ static int unfilter(uint8_t *raw, size_t rowb, int h, int bpp, const uint8_t *ze
             unfilter_row_ref(cur, up, rowb, bpp, f);
         y += done;
         // every row but the last one undone is no longer anyone's upper row
-        for (; flatten && flat < y - 1; flat++) flatten_row(raw + (size_t)flat * pitch + 1, w, bpp);
+        for (; flatten && flat < y - 1; flat++) flatten_row(raw + (size_t)flat * pitch + 1, w, bpp, avx2);
     }
-    for (; flatten && flat < h; flat++) flatten_row(raw + (size_t)flat * pitch + 1, w, bpp);
+    for (; flatten && flat < h; flat++) flatten_row(raw + (size_t)flat * pitch + 1, w, bpp, avx2);
     return 0;
 }
 

@@ -168,6 +168,7 @@ static int png_walk(const uint8_t *buf, size_t len, png_chunks *c, char *msg) {
                         "png: truncated file: chunk %s is cut short (%zu bytes left)", (const char *)type, len - pos - 8);
             break;
         }
+        if (!is_idat && c->n_idat) idat_done = 1; // the image data is behind us
         uint32_t crc = (uint32_t)libdeflate_crc32(0, type, (size_t)clen + 4);
         if (crc != be32(buf + pos + 8 + clen)) {
             int critical = !(type[0] & 0x20); // IHDR, PLTE, IDAT, IEND
@@ -180,7 +181,6 @@ static int png_walk(const uint8_t *buf, size_t len, png_chunks *c, char *msg) {
             c->n_idat++;
             c->idat_len += clen;
         } else {
-            if (c->n_idat) idat_done = 1;
             if (!memcmp(type, "tRNS", 4)) c->trns = 1;
             if (!memcmp(type, "IEND", 4)) {
                 seen_end = 1;
@@ -190,7 +190,8 @@ static int png_walk(const uint8_t *buf, size_t len, png_chunks *c, char *msg) {
         pos += 12 + (size_t)clen;
     }
     if (!c->n_idat) png_problem(&level, msg, PNG_ERROR, "png: no %s chunk (%zu bytes of chunks)", "IDAT", pos);
-    else if (!seen_end) png_problem(&level, msg, idat_done ? PNG_WARNING : PNG_ERROR, "png: truncated file: no %s chunk after %zu bytes", "IEND", pos);
+    else if (!seen_end) // the image data may be whole (if not, its stream says so: an error)
+        png_problem(&level, msg, PNG_WARNING, "png: truncated file: no %s chunk after %zu bytes", "IEND", pos);
     return level;
 }
 

@@ -1,0 +1,159 @@
+package transform
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/datago-dev/datago/go/errs"
+)
+
+// The committed corpus of damaged files (tests/data/corrupt, written by make_corpus.py from a
+// real photo) and the verdict expected of each under every image_config.fail_on: the same for
+// every crop setting, with our decoders on or off.
+
+const corpusDir = "../../tests/data/corrupt"
+
+type corpusEntry struct {
+	What    string            `json:"what"`
+	Verdict map[string]string `json:"verdict"` // fail_on -> "ok" or the skip reason
+}
+
+func readCorpus(t *testing.T) (names []string, entries map[string]corpusEntry, data map[string][]byte) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(corpusDir, "manifest.json"))
+	if err != nil {
+		t.Fatalf("the corpus is committed (tests/data/corrupt): %v", err)
+	}
+	var m struct {
+		Files map[string]corpusEntry `json:"files"`
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Files) < 20 {
+		t.Fatalf("manifest lists %d files", len(m.Files))
+	}
+	data = map[string][]byte{}
+	for name := range m.Files {
+		b, err := os.ReadFile(filepath.Join(corpusDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		data[name] = b
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names, m.Files, data
+}
+
+// corpusOptions: crop 0 is no crop, else buckets of that size.
+func corpusOptions(t *testing.T, crop int, failOn FailOn) *Options {
+	t.Helper()
+	o := &Options{JPEGQuality: 90, MaxPixels: 1 << 24, PadRGB: true, FailOn: failOn}
+	if crop > 0 {
+		bs, err := BuildBuckets(crop, 16, 0.5, 2.0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.CropAndResize, o.Buckets = true, bs
+	}
+	return o
+}
+
+func verdictOf(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return string(errs.ReasonOf(err, "no_reason"))
+}
+
+func TestCorruptCorpusVerdicts(t *testing.T) {
+	names, entries, data := readCorpus(t)
+	for _, fast := range []int{1, 0} {
+		prevJ, prevP := jpegFast(fast), pngFast(fast)
+		for _, name := range names {
+			for _, failOn := range []FailOn{FailOnWarning, FailOnError, FailOnNone} {
+				want := entries[name].Verdict[failOn.String()]
+				for _, crop := range []int{0, 256, 512} {
+					out := fuzzProcess(data[name], corpusOptions(t, crop, failOn))
+					if got := verdictOf(out.err); got != want {
+						t.Errorf("%s (%s), fail_on %v, crop %d, our decoders %v: got %s (%v), want %s",
+							name, entries[name].What, failOn, crop, fast == 1, got, out.err, want)
+					}
+					if out.err != nil && strings.TrimSpace(strings.TrimPrefix(out.err.Error(), verdictOf(out.err)+":")) == "" {
+						t.Errorf("%s: empty message", name)
+					}
+				}
+			}
+		}
+		jpegFast(prevJ)
+		pngFast(prevP)
+	}
+}
+
+// TestCorruptMessagesAreTheFilesOwn decodes the corpus from several goroutines at once, mixed with
+// clean photos, at each crop: every refusal must carry the message a lone decode of that file gives
+// (libvips' error buffer is one per process; our messages are per call).
+func TestCorruptMessagesAreTheFilesOwn(t *testing.T) {
+	names, _, data := readCorpus(t)
+	good := photos(t)
+	type job struct {
+		name string
+		data []byte
+		crop int
+	}
+	var jobs []job
+	want := map[string]string{}
+	for _, crop := range []int{0, 256} {
+		for _, name := range names {
+			j := job{name, data[name], crop}
+			out := fuzzProcess(j.data, corpusOptions(t, crop, FailOnWarning))
+			want[fmt.Sprint(name, crop)] = fmt.Sprint(out.err)
+			jobs = append(jobs, j)
+		}
+		for _, p := range good {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			jobs = append(jobs, job{filepath.Base(p), b, crop})
+			want[fmt.Sprint(filepath.Base(p), crop)] = "<nil>"
+		}
+	}
+	const workers, rounds = 6, 8
+	var wg sync.WaitGroup
+	errc := make(chan string, workers*rounds*len(jobs))
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for r := 0; r < rounds; r++ {
+				for i := range jobs {
+					j := jobs[(i*7+w*13+r)%len(jobs)] // each worker in its own order
+					out := fuzzProcess(j.data, corpusOptions(t, j.crop, FailOnWarning))
+					if got, exp := fmt.Sprint(out.err), want[fmt.Sprint(j.name, j.crop)]; got != exp {
+						errc <- fmt.Sprintf("%s at crop %d: got %q, alone %q", j.name, j.crop, got, exp)
+					}
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(errc)
+	n := 0
+	for e := range errc {
+		if n < 10 {
+			t.Error(e)
+		}
+		n++
+	}
+	if n > 0 {
+		t.Errorf("%d messages were not the file's own", n)
+	}
+}

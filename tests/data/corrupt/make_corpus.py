@@ -24,8 +24,8 @@ import json
 import random
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from PIL import Image
 
@@ -61,8 +61,13 @@ def chunk(ctype: bytes, data: bytes, crc: int | None = None) -> bytes:
     return struct.pack(">I", len(data)) + ctype + data + struct.pack(">I", c & 0xFFFFFFFF)
 
 
-def png_bytes(im: Image.Image, *, rows: Callable[[bytes], bytes] | None = None,
-              idat_size: int = 1024, layout: Callable[[list[bytes]], list[bytes]] | None = None) -> bytes:
+def png_bytes(
+    im: Image.Image,
+    *,
+    rows: Callable[[bytes], bytes] | None = None,
+    idat_size: int = 1024,
+    layout: Callable[[list[bytes]], list[bytes]] | None = None,
+) -> bytes:
     """8-bit RGB PNG, filter Sub on every row, IDAT split into idat_size-byte chunks. rows may alter
     the filtered rows before compression; layout may alter the list of chunks (IHDR ... IEND)."""
     w, h = im.size
@@ -114,7 +119,7 @@ def with_crc(chunks: list[bytes], i: int, delta: int = 1) -> list[bytes]:
     """Chunk i with its CRC off by delta."""
     c = chunks[i]
     crc = struct.unpack(">I", c[-4:])[0]
-    return chunks[:i] + [c[:-4] + struct.pack(">I", (crc + delta) & 0xFFFFFFFF)] + chunks[i + 1 :]
+    return [*chunks[:i], c[:-4] + struct.pack(">I", (crc + delta) & 0xFFFFFFFF), *chunks[i + 1 :]]
 
 
 def main() -> None:
@@ -132,36 +137,75 @@ def main() -> None:
     add("jpeg_ok_tall.jpg", jt, OK, "clean baseline JPEG, 96x288")
     add("jpeg_ok_wide.jpg", jw, OK, "clean baseline JPEG, 480x270")
     add("jpeg_ok_progressive.jpg", jp, OK, "clean progressive JPEG, 480x270")
-    add("jpeg_entropy_mid_tall.jpg", flip(jt, 0.4, 0.6, 6, seed=1), WARNING,
-        "6 entropy bytes XORed in the middle of the scan (inside every crop window)")
-    add("jpeg_entropy_bottom_tall.jpg", flip(jt, 0.93, 0.99, 4, seed=2), OK,
-        "4 entropy bytes XORed in the last rows: libjpeg decodes them without a warning (silent)")
-    add("jpeg_marker_bottom_tall.jpg", marker(jt, 0.95), WARNING,
-        "a stray RST5 marker in the entropy data of the last rows (below every crop window)")
-    add("jpeg_entropy_wide.jpg", flip(jw, 0.3, 0.7, 8, seed=3), WARNING,
-        "8 entropy bytes XORed across the middle of the scan (scaled window read at 256 px)")
-    add("jpeg_entropy_progressive.jpg", flip(jp, 0.5, 0.9, 6, seed=4), WARNING,
-        "6 entropy bytes XORed in the later scans of a progressive JPEG")
-    add("jpeg_trunc97_tall.jpg", jt[: len(jt) * 97 // 100], ERROR,
-        "cut at 97% (the missing rows are below every crop window)")
+    add(
+        "jpeg_entropy_mid_tall.jpg",
+        flip(jt, 0.4, 0.6, 6, seed=1),
+        WARNING,
+        "6 entropy bytes XORed in the middle of the scan (inside every crop window)",
+    )
+    add(
+        "jpeg_entropy_bottom_tall.jpg",
+        flip(jt, 0.93, 0.99, 4, seed=2),
+        OK,
+        "4 entropy bytes XORed in the last rows: libjpeg decodes them without a warning (silent)",
+    )
+    add(
+        "jpeg_marker_bottom_tall.jpg",
+        marker(jt, 0.95),
+        WARNING,
+        "a stray RST5 marker in the entropy data of the last rows (below every crop window)",
+    )
+    add(
+        "jpeg_entropy_wide.jpg",
+        flip(jw, 0.3, 0.7, 8, seed=3),
+        WARNING,
+        "8 entropy bytes XORed across the middle of the scan (scaled window read at 256 px)",
+    )
+    add(
+        "jpeg_entropy_progressive.jpg",
+        flip(jp, 0.5, 0.9, 6, seed=4),
+        WARNING,
+        "6 entropy bytes XORed in the later scans of a progressive JPEG",
+    )
+    add(
+        "jpeg_trunc97_tall.jpg",
+        jt[: len(jt) * 97 // 100],
+        ERROR,
+        "cut at 97% (the missing rows are below every crop window)",
+    )
     add("jpeg_trunc97_wide.jpg", jw[: len(jw) * 97 // 100], ERROR, "cut at 97%")
     add("jpeg_trunc50_wide.jpg", jw[: len(jw) // 2], ERROR, "cut in half")
     sos = jt.index(b"\xff\xda")
     add("jpeg_header_only.jpg", jt[: sos + 2], HEADER, "headers only, cut at the start of scan marker")
 
     add("png_ok_tall.png", pt, OK, "clean 8-bit RGB PNG, 64x192, IDAT in 1 KB chunks")
-    add("png_idat_crc_last.png", png_bytes(ptall, layout=lambda c: with_crc(c, len(c) - 2)), ERROR,
-        "CRC of the last IDAT chunk off by one (the rows below every crop window)")
-    add("png_idat_crc_first.png", png_bytes(ptall, layout=lambda c: with_crc(c, 1)), ERROR,
-        "CRC of the first IDAT chunk off by one")
-    add("png_idat_split.png",
-        png_bytes(ptall, layout=lambda c: c[:3] + [chunk(b"tEXt", b"Comment\x00split")] + c[3:]), ERROR,
-        "a tEXt chunk between the second and third IDAT chunks")
-    add("png_text_crc.png",
-        png_bytes(ptall, layout=lambda c: c[:1] + [chunk(b"tEXt", b"Comment\x00bad crc", 12345)] + c[1:]),
-        WARNING, "a tEXt chunk with a wrong CRC before the image data (libpng: a warning)")
-    add("png_iend_crc.png", png_bytes(ptall, layout=lambda c: with_crc(c, len(c) - 1)), WARNING,
-        "IEND with a wrong CRC")
+    add(
+        "png_idat_crc_last.png",
+        png_bytes(ptall, layout=lambda c: with_crc(c, len(c) - 2)),
+        ERROR,
+        "CRC of the last IDAT chunk off by one (the rows below every crop window)",
+    )
+    add(
+        "png_idat_crc_first.png",
+        png_bytes(ptall, layout=lambda c: with_crc(c, 1)),
+        ERROR,
+        "CRC of the first IDAT chunk off by one",
+    )
+    add(
+        "png_idat_split.png",
+        png_bytes(ptall, layout=lambda c: [*c[:3], chunk(b"tEXt", b"Comment\x00split"), *c[3:]]),
+        ERROR,
+        "a tEXt chunk between the second and third IDAT chunks",
+    )
+    add(
+        "png_text_crc.png",
+        png_bytes(ptall, layout=lambda c: [*c[:1], chunk(b"tEXt", b"Comment\x00bad crc", 12345), *c[1:]]),
+        WARNING,
+        "a tEXt chunk with a wrong CRC before the image data (libpng: a warning)",
+    )
+    add(
+        "png_iend_crc.png", png_bytes(ptall, layout=lambda c: with_crc(c, len(c) - 1)), WARNING, "IEND with a wrong CRC"
+    )
     add("png_no_iend.png", png_bytes(ptall, layout=lambda c: c[:-1]), WARNING, "no IEND chunk")
     add("png_trunc97.png", pt[: len(pt) * 97 // 100], ERROR, "cut at 97% (inside the last IDAT chunk)")
 
@@ -175,8 +219,12 @@ def main() -> None:
             b[p] ^= 0xA5
         return [chunks[0], chunk(b"IDAT", bytes(b)), chunks[-1]]
 
-    add("png_zlib_corrupt.png", png_bytes(ptall, layout=zlib_damage), ERROR,
-        "8 bytes of the deflate stream XORed, CRCs right")
+    add(
+        "png_zlib_corrupt.png",
+        png_bytes(ptall, layout=zlib_damage),
+        ERROR,
+        "8 bytes of the deflate stream XORed, CRCs right",
+    )
 
     def bad_filter(raw: bytes) -> bytes:
         pitch = 64 * 3 + 1
@@ -184,16 +232,24 @@ def main() -> None:
         b[pitch * 180] = 7  # row 180 of 192: below every crop window
         return bytes(b)
 
-    add("png_bad_filter.png", png_bytes(ptall, rows=bad_filter), ERROR,
-        "filter type 7 on row 180 (below every crop window), stream and CRCs right")
+    add(
+        "png_bad_filter.png",
+        png_bytes(ptall, rows=bad_filter),
+        ERROR,
+        "filter type 7 on row 180 (below every crop window), stream and CRCs right",
+    )
 
     def adler(chunks: list[bytes]) -> list[bytes]:
         idat = bytearray(b"".join(c[8:-4] for c in chunks if c[4:8] == b"IDAT"))
         idat[-1] ^= 1
         return [chunks[0], chunk(b"IDAT", bytes(idat)), chunks[-1]]
 
-    add("png_adler.png", png_bytes(ptall, layout=adler), OK,
-        "Adler-32 of the zlib stream wrong, CRCs right (libpng does not check it)")
+    add(
+        "png_adler.png",
+        png_bytes(ptall, layout=adler),
+        OK,
+        "Adler-32 of the zlib stream wrong, CRCs right (libpng does not check it)",
+    )
 
     manifest = {
         "source": "tests/data/photos/Storm.jpg",

@@ -311,7 +311,8 @@ class DatagoClient:
         Returns a dict with ``samples_produced``, ``samples_skipped``, ``skipped_reasons``
         (reason -> count), ``corrupt_data`` (samples skipped because their image data is damaged,
         by ``image_config.fail_on``; also ``skipped_reasons["corrupt_data"]``), ``bytes_read``
-        (bytes), ``elapsed_seconds``, ``stages`` (per stage: ``name``, ``items_in``, ``items_out``, ``busy_seconds`` summed over workers),
+        (bytes), ``elapsed_seconds``, ``stages`` (per stage: ``name``, ``items_in``,
+        ``items_out``, ``busy_seconds`` summed over workers),
         ``queue_length`` and ``queue_capacity``; with ``batch_size`` also ``batches_produced``,
         ``partial_batches_flushed`` (delivered early because ``max_held_samples`` was reached),
         ``partial_batches_at_end`` and ``partial_batches_dropped`` (``drop_last``); ``http``: the

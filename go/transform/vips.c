@@ -490,8 +490,8 @@ int dg_decode(const void *buf, size_t len, dg_header *h, const dg_params *p, dg_
         judged = 1;
         if (h->kind == DG_JPEG && x == h->img && jpeg_shrink_load(&x, buf, len, p)) goto done;
         if (cover_crop_resize(&x, tw, th, p->mask)) goto done;
-    } else if (judge_whole(buf, len, h->kind, p->fail_on, 0, st)) { // a PNG's chunks (libpng reads
-        goto done;                                                  // some, not all CRCs)
+    } else if (h->kind == DG_PNG && judge_whole(buf, len, h->kind, p->fail_on, 0, st)) {
+        goto done; // a PNG's chunks: libpng checks some CRCs, not all (a JPEG: libvips' full decode judges)
     }
     if (h->orientation > 1) {
         // rotation reads out of order: evaluate the (already small) image, then rotate in memory

@@ -1,8 +1,10 @@
 package transform
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -156,4 +158,45 @@ func TestCorruptMessagesAreTheFilesOwn(t *testing.T) {
 	if n > 0 {
 		t.Errorf("%d messages were not the file's own", n)
 	}
+}
+
+// recordingHandler keeps the messages logged through slog (at any level).
+type recordingHandler struct {
+	mu   sync.Mutex
+	recs []string
+}
+
+func (h *recordingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *recordingHandler) Handle(_ context.Context, r slog.Record) error {
+	s := r.Level.String() + " " + r.Message
+	r.Attrs(func(a slog.Attr) bool { s += " " + a.Key + "=" + a.Value.String(); return true })
+	h.mu.Lock()
+	h.recs = append(h.recs, s)
+	h.mu.Unlock()
+	return nil
+}
+func (h *recordingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *recordingHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestLibvipsWarningsGoToTheLog: libpng's warnings, which libvips prints with GLib (on stderr by
+// default), reach datago's log instead, at debug level.
+func TestLibvipsWarningsGoToTheLog(t *testing.T) {
+	_, _, data := readCorpus(t)
+	h := &recordingHandler{}
+	prev := slog.Default()
+	slog.SetDefault(slog.New(h))
+	defer slog.SetDefault(prev)
+	// fail_on none, no crop: libvips decodes the damaged PNG, libpng warns about every row
+	out := fuzzProcess(data["png_idat_crc_last.png"], corpusOptions(t, 0, FailOnNone))
+	if out.err != nil {
+		t.Fatalf("fail_on none refused it: %v", out.err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range h.recs {
+		if strings.HasPrefix(r, "DEBUG datago: libvips") && strings.Contains(r, "CRC error") {
+			return
+		}
+	}
+	t.Fatalf("no libvips warning in the log: %q", h.recs)
 }

@@ -528,7 +528,9 @@ done:
     if (x) g_object_unref(x);
     if (rc) {
         dg_pending_free(pd);
-        fail(st, buf, len, h->kind, what); // no-op on a message already there
+        // libvips is lazy: the data is decoded by the step that needs the pixels (an encoder too),
+        // so any failure here may be the data's: fail() reads the file itself first
+        fail(st, buf, len, h->kind, what); // keeps a message already there
     }
     return rc;
 }

@@ -1,9 +1,12 @@
 package transform
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"image"
+	"image/png"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -82,8 +85,12 @@ func TestCorruptCorpusVerdicts(t *testing.T) {
 		for _, name := range names {
 			for _, failOn := range []FailOn{FailOnWarning, FailOnError, FailOnNone} {
 				want := entries[name].Verdict[failOn.String()]
-				for _, crop := range []int{0, 256, 512} {
-					out := fuzzProcess(data[name], corpusOptions(t, crop, failOn))
+				for _, crop := range []int{0, 256, 512, -256} { // -256: 256 px, re-encoded (libvips' chain)
+					o := corpusOptions(t, max(crop, -crop), failOn)
+					if crop < 0 {
+						o.Encode = "png"
+					}
+					out := fuzzProcess(data[name], o)
 					if got := verdictOf(out.err); got != want {
 						t.Errorf("%s (%s), fail_on %v, crop %d, our decoders %v: got %s (%v), want %s",
 							name, entries[name].What, failOn, crop, fast == 1, got, out.err, want)
@@ -199,4 +206,55 @@ func TestLibvipsWarningsGoToTheLog(t *testing.T) {
 		}
 	}
 	t.Fatalf("no libvips warning in the log: %q", h.recs)
+}
+
+// TestJPEGWindowForReencodingMatchesLibvips: with pre_encode_images, a JPEG's crop window comes
+// from our decoder into libvips' chain (one entropy decoding, judged by fail_on); the decoded
+// pixels stay those of libvips' own decode up to the scaling's rounding.
+func TestJPEGWindowForReencodingMatchesLibvips(t *testing.T) {
+	for _, path := range photos(t) {
+		if !strings.HasSuffix(path, ".jpg") {
+			continue
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := corpusOptions(t, 256, FailOnWarning)
+		o.Encode = "png"
+		ours := fuzzProcess(data, o)
+		prev := jpegFast(0)
+		vips := fuzzProcess(data, o)
+		jpegFast(prev)
+		if ours.err != nil || vips.err != nil {
+			t.Fatalf("%s: %v / %v", path, ours.err, vips.err)
+		}
+		a, b := decodePNG(t, ours.pixels), decodePNG(t, vips.pixels)
+		if a.Bounds() != b.Bounds() {
+			t.Fatalf("%s: %v vs %v", path, a.Bounds(), b.Bounds())
+		}
+		sum, n := 0, 0
+		for y := a.Bounds().Min.Y; y < a.Bounds().Max.Y; y++ {
+			for x := a.Bounds().Min.X; x < a.Bounds().Max.X; x++ {
+				r1, g1, b1, _ := a.At(x, y).RGBA()
+				r2, g2, b2, _ := b.At(x, y).RGBA()
+				for _, d := range []int{int(r1>>8) - int(r2>>8), int(g1>>8) - int(g2>>8), int(b1>>8) - int(b2>>8)} {
+					sum += max(d, -d)
+					n++
+				}
+			}
+		}
+		if mean := float64(sum) / float64(n); mean > 4 {
+			t.Errorf("%s: mean difference %.2f levels from libvips' decode", path, mean)
+		}
+	}
+}
+
+func decodePNG(t *testing.T, b []byte) image.Image {
+	t.Helper()
+	im, err := png.Decode(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return im
 }

@@ -317,6 +317,50 @@ static int fast_decode(VipsImage **x, const void *buf, size_t buf_len, int kind,
     return 0;
 }
 
+// For the general path (re-encoding, masks, alpha): a JPEG's crop window read by our decoder
+// (whole scan judged by fail_on, IDCT-scaled by p->jpeg_scale / 8) in place of the header image *x,
+// as a libvips image over pd->jpg (which outlives it: freed by dg_pending_free), carrying the
+// header's orientation for the rest of the chain. Spares the general path a second entropy
+// decoding (libvips' window, then our whole-file check). Returns 0 (*x replaced), 1 when our decoder
+// declines (libvips decodes; the file is not judged yet), -1 when refused (st says why).
+static int jpeg_window_image(VipsImage **x, const void *buf, size_t len, const dg_header *h, int tw, int th,
+                             const dg_params *p, dg_pending *pd, dg_status *st) {
+    VipsImage *in = *x, *m, *t = NULL;
+    VipsInterpretation interp = vips_image_guess_interpretation(in);
+    if (p->mask || in->BandFmt != VIPS_FORMAT_UCHAR || !((interp == VIPS_INTERPRETATION_sRGB && in->Bands == 3) ||
+                                                          (interp == VIPS_INTERPRETATION_B_W && in->Bands == 1)))
+        return 1;
+    int rc = dg_jpeg_decode(buf, len, p->jpeg_scale, in->Xsize, in->Ysize, in->Bands, tw, th, p->fail_on, &pd->jpg,
+                            st->msg);
+    if (rc == 2) {
+        st->corrupt = 1;
+        return -1;
+    }
+    if (rc != 0) return 1;
+    dg_jpeg *j = &pd->jpg;
+    int full_w = (int)(j->stride / (size_t)j->bands); // the decoded columns, the window among them
+    m = vips_image_new_from_memory(j->raw, j->stride * (size_t)j->height, full_w, j->height, j->bands,
+                                   VIPS_FORMAT_UCHAR);
+    if (m == NULL) return -1;
+    int x0 = (int)((j->pixels - j->raw) / j->bands);
+    if (x0 != 0 || j->width != full_w) {
+        if (vips_extract_area(m, &t, x0, 0, j->width, j->height, NULL)) {
+            g_object_unref(m);
+            return -1;
+        }
+        step(&m, t);
+    }
+    if (vips_copy(m, &t, "interpretation", j->bands == 3 ? VIPS_INTERPRETATION_sRGB : VIPS_INTERPRETATION_B_W,
+                  NULL)) {
+        g_object_unref(m);
+        return -1;
+    }
+    step(&m, t);
+    vips_image_set_int(m, VIPS_META_ORIENTATION, h->orientation);
+    step(x, m);
+    return 0;
+}
+
 void dg_pending_free(dg_pending *pd) {
     g_free(pd->vips_pixels);
     dg_png_free(&pd->png);
@@ -485,6 +529,11 @@ int dg_decode(const void *buf, size_t len, dg_header *h, const dg_params *p, dg_
             goto done;
         }
         if (fast < 0) goto done;
+        if (!judged && h->kind == DG_JPEG && x == h->img) { // our window read, judged, for libvips' chain
+            int w = jpeg_window_image(&x, buf, len, h, tw, th, p, pd, st);
+            if (w < 0) goto done;
+            judged = w == 0;
+        }
         // libvips decodes only the window: judge the whole file first
         if (!judged && judge_whole(buf, len, h->kind, p->fail_on, 1, st)) goto done;
         judged = 1;

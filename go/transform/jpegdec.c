@@ -6,8 +6,9 @@
 // identical), straight into one buffer, and only the window that the centre crop keeps. The IDCT
 // scales by any M/8 (libvips' loader only by 1/2, 1/4, 1/8), so the window is at most about 1.25×
 // the target per axis before the resampler. Of the scaled image, the window is what the centre crop
-// keeps: rows above it are skipped (jpeg_skip_scanlines: entropy-decoded, not transformed), rows
-// below it never read, columns outside it not transformed (jpeg_crop_scanline).
+// keeps: rows above and below it are skipped (jpeg_skip_scanlines: entropy-decoded, not
+// transformed), columns outside it not transformed (jpeg_crop_scanline). The general path
+// (re-encoding) takes the same window into libvips' chain (vips.c).
 //
 // Anything unusual (CMYK/YCCK, a size that disagrees with libvips' header) hands the image back to
 // libvips. Damaged data is judged here, by image_config.fail_on, the way libvips judges a full

@@ -258,3 +258,29 @@ func decodePNG(t *testing.T, b []byte) image.Image {
 	}
 	return im
 }
+
+// TestJPEGWholeImageMatchesLibvips: without crop, a JPEG is decoded by our decoder at full size
+// (one entropy decoding, judged by fail_on) and then goes through libvips' chain: the pixels are
+// exactly those of libvips' own decode (same library, same DCT and upsampling).
+func TestJPEGWholeImageMatchesLibvips(t *testing.T) {
+	for _, path := range photos(t) {
+		if !strings.HasSuffix(path, ".jpg") {
+			continue
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := corpusOptions(t, 0, FailOnWarning)
+		ours := fuzzProcess(data, o)
+		prev := jpegFast(0)
+		vips := fuzzProcess(data, o)
+		jpegFast(prev)
+		if ours.err != nil || vips.err != nil {
+			t.Fatalf("%s: %v / %v", path, ours.err, vips.err)
+		}
+		if ours.im != vips.im || !bytes.Equal(ours.pixels, vips.pixels) {
+			t.Errorf("%s: our decode differs from libvips' (%+v vs %+v)", path, ours.im, vips.im)
+		}
+	}
+}

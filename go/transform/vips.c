@@ -539,12 +539,18 @@ int dg_decode(const void *buf, size_t len, dg_header *h, const dg_params *p, dg_
         judged = 1;
         if (h->kind == DG_JPEG && x == h->img && jpeg_shrink_load(&x, buf, len, p)) goto done;
         if (cover_crop_resize(&x, tw, th, p->mask)) goto done;
-    } else if ((h->kind == DG_PNG || (h->kind == DG_JPEG && p->fail_on == DG_FAIL_WARNING)) &&
-               judge_whole(buf, len, h->kind, p->fail_on, 0, st)) {
-        // no crop, libvips decodes it all, and still: libpng checks some chunk CRCs, not all, and
-        // libvips' JPEG loader (8.14) misses a libjpeg warning raised while it reads the last
-        // rows (fuzz input FuzzJPEG/abace887b18663d3), so our checks judge these
-        goto done;
+    } else {
+        if (h->kind == DG_JPEG) { // the whole image from our decoder: one entropy decoding, judged
+            int w = jpeg_window_image(&x, buf, len, h, h->width, h->height, p, pd, st);
+            if (w < 0) goto done;
+            judged = w == 0;
+        }
+        // libvips decodes it all, and still: libpng checks some chunk CRCs, not all, and libvips'
+        // JPEG loader (8.14) misses a libjpeg warning raised while it reads the last rows (fuzz
+        // input FuzzJPEG/abace887b18663d3), so our checks judge what our decoder did not
+        if (!judged && (h->kind == DG_PNG || (h->kind == DG_JPEG && p->fail_on == DG_FAIL_WARNING)) &&
+            judge_whole(buf, len, h->kind, p->fail_on, 0, st))
+            goto done;
     }
     if (h->orientation > 1) {
         // rotation reads out of order: evaluate the (already small) image, then rotate in memory

@@ -15,8 +15,10 @@
 // decode: the rows below the window are entropy-decoded too (jpeg_skip_scanlines: no IDCT), so that
 // corruption or truncation anywhere in the scan is seen whatever the crop. A libjpeg warning
 // (corrupt data, premature end) refuses the image at fail_on "warning"; a premature end also at
-// "error" (libvips: truncated); a libjpeg error at "warning" and "error" (at "none" libvips
-// decides). The refusal carries libjpeg's own message, formatted in this call.
+// "error" (libvips: truncated); a libjpeg error at "warning" and "error". At "none" any of these
+// hands the image to libvips, whose own rules decide (it still refuses some truncated files, and
+// through a crop it reads only the window). The refusal carries libjpeg's own message, formatted
+// in this call.
 #include "jpegdec.h"
 #include "crop.h"
 
@@ -157,6 +159,7 @@ int dg_jpeg_decode(const uint8_t *buf, size_t len, int scale_num, int expect_w, 
         if (jpeg_read_scanlines(&cinfo, &row, 1) != 1) goto done;
     }
     drain(&cinfo, pixels + stride * (size_t)ch); // the rest of the scan, as a full decode reads it
+    if (jerr.warned && fail_on == DG_FAIL_NONE) goto done; // "none": libvips decides, as it would
     if (refused(&jerr, fail_on)) {
         dg_msgf(msg, "%s", jerr.msg);
         rc = 2;

@@ -14,8 +14,8 @@
 #
 # A finding (a failing input) makes the script exit 1; go test writes the input under the
 # package's testdata/fuzz/FuzzX/ and the script prints that path: commit it with the fix (the
-# regular `go test` then runs it as a unit test). Known findings that are tolerated until their
-# owner fixes them are listed at the end (committed inputs named by hash).
+# regular `go test` then runs it as a unit test). Committed findings (inputs named by hash) are
+# listed at the end: each one passes as a unit test once its fix is in.
 #
 # ASan: -asan compiles our C (cgo) with -fsanitize=address and checks the Go code's accesses to C
 # memory (cmem buffers); libvips, glib and libjpeg are the system's, not instrumented. A package
@@ -129,7 +129,7 @@ printf '%-22s %-14s %-4s %10s %12s  %5s  %s\n' target package asan execs interes
 printf '%s\n' "${rows[@]}"
 known=$(git ls-files 'go/*/testdata/fuzz/Fuzz*/*' 2>/dev/null | grep -E '/[0-9a-f]{16}$')
 if [ -n "$known" ]; then
-    echo "committed findings (run as unit tests; see the KNOWN FINDING notes in fuzz_test.go):"
+    echo "committed findings (each runs as a unit test of its target):"
     printf '  %s\n' $known
 fi
 if printf '%s\n' "${rows[@]}" | grep -q ' ? .* ok$'; then

@@ -193,21 +193,27 @@ def test_bad_files_are_skipped_and_counted(
     tmp_path: Path, photos: list[Path], caplog: pytest.LogCaptureFixture
 ) -> None:
     """Every broken file is refused the same way on every run: the corruptions are fixed bytes
-    (no random input), each one a kind that libjpeg / libpng cannot decode."""
+    (no random input) — files libvips cannot open (decode_error), damaged image data refused by
+    the default fail_on "warning" (corrupt_data: truncation, corrupt JPEG entropy data, a bad
+    IDAT CRC; see tests/data/corrupt), and a decompression bomb."""
     good = photos[:3]
     for p in good:
         shutil.copy(p, tmp_path / p.name)
     jpeg = photo("Storm.jpg").read_bytes()
     png = photo("Infinite-Sea_by_Aury88.png").read_bytes()
     sos = jpeg.index(b"\xff\xda")  # start of scan: the headers end here
+    corrupt = Path(__file__).resolve().parent / "data" / "corrupt"
     bad = {
-        "truncated.jpg": jpeg[: len(jpeg) // 3],  # the scan stops a third of the way: transform_error
+        "truncated.jpg": jpeg[: len(jpeg) // 3],  # the scan stops a third of the way: corrupt_data
         "header_only.jpg": jpeg[: sos + 2],  # headers, no scan: decode_error
         "zeros.jpg": bytes(len(jpeg)),  # no image signature: decode_error
-        "truncated.png": png[: len(png) // 2],  # IDAT cut in half: transform_error
+        "truncated.png": png[: len(png) // 2],  # IDAT cut in half: corrupt_data
         "empty.jpg": b"",  # decode_error
         "text.png": b"I am not a PNG",  # decode_error
         "bomb.png": huge_png_header(60000, 60000),  # too_many_pixels
+        # libjpeg warns "Corrupt JPEG data" below the crop window: corrupt_data
+        "entropy.jpg": (corrupt / "jpeg_marker_bottom_tall.jpg").read_bytes(),
+        "idat_crc.png": (corrupt / "png_idat_crc_last.png").read_bytes(),  # corrupt_data
     }
     for name, data in bad.items():
         (tmp_path / name).write_bytes(data)
@@ -216,7 +222,8 @@ def test_bad_files_are_skipped_and_counted(
     samples, stats = load_all(file_config(tmp_path))
     assert sorted(s.id for s in samples) == sorted(p.name for p in good)
     assert stats["samples_skipped"] == len(bad)
-    assert stats["skipped_reasons"] == {"too_many_pixels": 1, "decode_error": 4, "transform_error": 2}
+    assert stats["skipped_reasons"] == {"too_many_pixels": 1, "decode_error": 4, "corrupt_data": 4}
+    assert stats["corrupt_data"] == 4
     err = caplog.text  # the core's warnings reach the "datago" logger
     for name in bad:
         assert name in err, f"{name} was not logged with its path"

@@ -26,6 +26,10 @@ type Image struct {
 	// datago extensions
 	FlattenAlpha bool  `json:"flatten_alpha"` // flatten alpha onto white (always done with image_to_rgb8)
 	MaxPixels    int64 `json:"max_pixels"`    // pixel cap per image (width*height), decompression bombs are skipped
+	// FailOn is the decode policy, like libvips' fail_on: "warning" (default: any warning about
+	// the image data skips the sample as corrupt_data), "error" (only errors: truncation, an
+	// undecodable stream) or "none" (whatever libvips still decodes is kept).
+	FailOn string `json:"fail_on"`
 	// PILZeroCopy stores raw RGB as RGBX (4 bytes per pixel) so that sample.image maps the C buffer
 	// without a copy (default true); false gives packed RGB (3 bytes per pixel).
 	PILZeroCopy *bool `json:"pil_zero_copy"`
@@ -173,6 +177,13 @@ func (im *Image) validate() error {
 		im.EncodeFormat = "jpeg"
 	default:
 		return errs.Errorf(errs.Value, "config key image_config.encode_format must be png or jpeg, got %q", im.EncodeFormat)
+	}
+	switch im.FailOn {
+	case "":
+		im.FailOn = "warning"
+	case "warning", "error", "none":
+	default:
+		return errs.Errorf(errs.Value, "config key image_config.fail_on must be warning, error or none, got %q", im.FailOn)
 	}
 	if im.MaxPixels < 0 {
 		return errs.Errorf(errs.Value, "config key image_config.max_pixels must be >= 0, got %d", im.MaxPixels)

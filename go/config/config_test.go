@@ -17,6 +17,8 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		`{"source_type": "file", "rank": 3, "world_size": 2}`:                                           "rank",
 		`{"source_type": "file", "image_config": {"encode_format": "gif"}}`:                             "encode_format",
 		`{"source_type": "file", "image_config": {"jpeg_quality": 101}}`:                                "jpeg_quality",
+		`{"source_type": "file", "image_config": {"fail_on": "warn"}}`:                                  "image_config.fail_on",
+		`{"source_type": "file", "image_config": {"fail_on": 1}}`:                                       "fail_on",
 		`{"source_type": "ftp"}`:                                                                        "",
 		`{"source_type": "file", "samples_buffer_size": "ten"}`:                                         "samples_buffer_size",
 		`{"source_type": "file", "image_config": {"crop_and_resize": true, "default_image_size": 500}}`: "",

@@ -79,6 +79,7 @@ const (
 	ReasonDecode          Reason = "decode_error"            // the image does not decode
 	ReasonTooManyPixels   Reason = "too_many_pixels"         // width*height over image_config.max_pixels
 	ReasonTransform       Reason = "transform_error"         // crop, resize, colour or re-encode failed
+	ReasonCorrupt         Reason = "corrupt_data"            // damaged image data, refused by image_config.fail_on
 	ReasonNoReference     Reason = "missing_reference_image" // a WebDataset sample without its reference image
 	ReasonMetadata        Reason = "bad_metadata"            // a WebDataset json entry that does not parse
 	ReasonTruncated       Reason = "truncated_shard"         // per shard: a truncated or corrupt tar (rest skipped)

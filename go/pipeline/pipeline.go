@@ -88,6 +88,9 @@ func New(cfg *config.Config) (*Pipeline, error) {
 		MaxPixels:     ic.MaxPixels,
 		PadRGB:        ic.PILZeroCopy == nil || *ic.PILZeroCopy,
 	}
+	if opts.FailOn, err = transform.ParseFailOn(ic.FailOn); err != nil {
+		return nil, errs.Errorf(errs.Value, "config key image_config.%v", err)
+	}
 	if ic.PreEncodeImages {
 		opts.Encode = ic.EncodeFormat
 	}

@@ -104,12 +104,15 @@ type Snapshot struct {
 	SamplesProduced int64            `json:"samples_produced"`
 	SamplesSkipped  int64            `json:"samples_skipped"`
 	SkippedReasons  map[string]int64 `json:"skipped_reasons"`
-	BytesRead       int64            `json:"bytes_read"`
-	ElapsedSeconds  float64          `json:"elapsed_seconds"`
-	Stages          []StageSnapshot  `json:"stages"`
-	QueueLength     int              `json:"queue_length"`
-	QueueCapacity   int              `json:"queue_capacity"`
-	Running         bool             `json:"running"`
+	// CorruptData counts the samples skipped because their image data is damaged (refused by
+	// image_config.fail_on): skipped_reasons["corrupt_data"], always present.
+	CorruptData    int64           `json:"corrupt_data"`
+	BytesRead      int64           `json:"bytes_read"`
+	ElapsedSeconds float64         `json:"elapsed_seconds"`
+	Stages         []StageSnapshot `json:"stages"`
+	QueueLength    int             `json:"queue_length"`
+	QueueCapacity  int             `json:"queue_capacity"`
+	Running        bool            `json:"running"`
 	// HTTP is the pipeline's HTTP client's counters since the run started: requests, retries,
 	// resumes (Range), truncations (bodies cut early), timeouts, failures (remote.Counters).
 	HTTP map[string]int64 `json:"http"`
@@ -132,6 +135,7 @@ func (s *Stats) Snapshot() Snapshot {
 		SamplesProduced: s.Produced.Load(),
 		SamplesSkipped:  total,
 		SkippedReasons:  skipped,
+		CorruptData:     skipped[string(errs.ReasonCorrupt)],
 		BytesRead:       s.BytesRead.Load(),
 		ElapsedSeconds:  time.Since(s.started).Seconds(),
 	}

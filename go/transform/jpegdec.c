@@ -6,12 +6,19 @@
 // identical), straight into one buffer, and only the window that the centre crop keeps. The IDCT
 // scales by any M/8 (libvips' loader only by 1/2, 1/4, 1/8), so the window is at most about 1.25×
 // the target per axis before the resampler. Of the scaled image, the window is what the centre crop
-// keeps: rows above it are skipped (jpeg_skip_scanlines: entropy-decoded, not transformed), rows
-// below it never read, columns outside it not transformed (jpeg_crop_scanline).
+// keeps: rows above and below it are skipped (jpeg_skip_scanlines: entropy-decoded, not
+// transformed), columns outside it not transformed (jpeg_crop_scanline). The general path
+// (re-encoding) takes the same window into libvips' chain (vips.c).
 //
-// Anything unusual (CMYK/YCCK, a size that disagrees with libvips' header, any libjpeg warning or
-// error such as a truncated file) hands the image back to libvips, so what is accepted or refused
-// does not change.
+// Anything unusual (CMYK/YCCK, a size that disagrees with libvips' header) hands the image back to
+// libvips. Damaged data is judged here, by image_config.fail_on, the way libvips judges a full
+// decode: the rows below the window are entropy-decoded too (jpeg_skip_scanlines: no IDCT), so that
+// corruption or truncation anywhere in the scan is seen whatever the crop. A libjpeg warning
+// (corrupt data, premature end) refuses the image at fail_on "warning"; a premature end also at
+// "error" (libvips: truncated); a libjpeg error at "warning" and "error". At "none" any of these
+// hands the image to libvips, whose own rules decide (it still refuses some truncated files, and
+// through a crop it reads only the window). The refusal carries libjpeg's own message, formatted
+// in this call.
 #include "jpegdec.h"
 #include "crop.h"
 
@@ -21,6 +28,7 @@
 #include <string.h>
 
 #include <jpeglib.h>
+#include <jerror.h>
 
 static int jpeg_fast_enabled = 1;
 
@@ -33,33 +41,74 @@ int dg_jpeg_fast(int on) {
 typedef struct {
     struct jpeg_error_mgr pub;
     jmp_buf jump;
-    int warned;
+    int warned;          // a warning was emitted (corrupt data, premature end, ...)
+    int eof;             // one of them was a premature end of the data (truncated file)
+    char msg[DG_MSG_LEN]; // libjpeg's text of the first warning or the error
 } dg_jerr;
 
 static void on_error(j_common_ptr cinfo) {
     dg_jerr *e = (dg_jerr *)cinfo->err;
+    char text[JMSG_LENGTH_MAX];
+    (*cinfo->err->format_message)(cinfo, text);
+    e->msg[0] = '\0'; // the error is the message, even after a warning
+    dg_msgf(e->msg, "%s", text);
     longjmp(e->jump, 1);
 }
 
 static void on_message(j_common_ptr cinfo, int level) {
-    if (level < 0) ((dg_jerr *)cinfo->err)->warned = 1; // corrupt data, premature end, ...
+    dg_jerr *e = (dg_jerr *)cinfo->err;
+    if (level >= 0) return; // trace messages
+    if (!e->warned) {
+        char text[JMSG_LENGTH_MAX];
+        (*cinfo->err->format_message)(cinfo, text);
+        dg_msgf(e->msg, "%s", text);
+    }
+    e->warned = 1;
+    if (cinfo->err->msg_code == JWRN_JPEG_EOF) e->eof = 1;
+}
+
+static void jerr_init(struct jpeg_decompress_struct *cinfo, dg_jerr *jerr) {
+    cinfo->err = jpeg_std_error(&jerr->pub);
+    jerr->pub.error_exit = on_error;
+    jerr->pub.emit_message = on_message;
+    jerr->warned = jerr->eof = 0;
+    jerr->msg[0] = '\0';
+}
+
+// The verdict on what libjpeg reported, by fail_on: 0 keep, 1 refuse.
+static int refused(const dg_jerr *e, int fail_on) {
+    if (!e->warned) return 0;
+    return fail_on == DG_FAIL_WARNING || (fail_on == DG_FAIL_ERROR && e->eof);
+}
+
+// Reads the rest of the scan without producing pixels: skips all rows but the last (entropy
+// decoding only; libjpeg-turbo's skip to the very end would not decode at all), then reads the last
+// one into row (one scanline of the current output width).
+static void drain(struct jpeg_decompress_struct *cinfo, JSAMPROW row) {
+    JDIMENSION left = cinfo->output_height - cinfo->output_scanline;
+    if (left > 1) jpeg_skip_scanlines(cinfo, left - 1);
+    while (cinfo->output_scanline < cinfo->output_height)
+        if (jpeg_read_scanlines(cinfo, &row, 1) != 1) break;
 }
 
 int dg_jpeg_decode(const uint8_t *buf, size_t len, int scale_num, int expect_w, int expect_h,
-                   int expect_bands, int tw, int th, dg_jpeg *out) {
+                   int expect_bands, int tw, int th, int fail_on, dg_jpeg *out, char *msg) {
     memset(out, 0, sizeof(*out));
     if (!__atomic_load_n(&jpeg_fast_enabled, __ATOMIC_RELAXED)) return 1;
     struct jpeg_decompress_struct cinfo;
     dg_jerr jerr;
     uint8_t *volatile pixels = NULL;
-    volatile int rc = 1;
-    cinfo.err = jpeg_std_error(&jerr.pub);
-    jerr.pub.error_exit = on_error;
-    jerr.pub.emit_message = on_message;
-    jerr.warned = 0;
+    volatile int rc = 1, started = 0;
+    jerr_init(&cinfo, &jerr);
     jpeg_create_decompress(&cinfo);
     if (setjmp(jerr.jump)) {
-        rc = 1; // libjpeg refused it: libvips will say why
+        // libjpeg refused it. Before the scan, libvips decides (and says why); in the scan it is
+        // the data: refused, as libvips' full decode would, unless fail_on is "none"
+        rc = 1;
+        if (started && fail_on != DG_FAIL_NONE) {
+            dg_msgf(msg, "%s", jerr.msg);
+            rc = 2;
+        }
         goto done;
     }
     jpeg_mem_src(&cinfo, buf, (unsigned long)len);
@@ -82,6 +131,7 @@ int dg_jpeg_decode(const uint8_t *buf, size_t len, int scale_num, int expect_w, 
     if (scale_num < 1 || scale_num > 8) scale_num = 8;
     cinfo.scale_num = (unsigned)scale_num;
     cinfo.scale_denom = 8;
+    started = 1;
     jpeg_start_decompress(&cinfo);
     // libjpeg-turbo does M/8 for M = 1..16 and reports ceil(w·M/8) x ceil(h·M/8): the window is
     // taken from the size it reports
@@ -101,14 +151,20 @@ int dg_jpeg_decode(const uint8_t *buf, size_t len, int scale_num, int expect_w, 
     JDIMENSION xoff = (JDIMENSION)rx0, width = (JDIMENSION)(rx1 - rx0);
     if (rx1 - rx0 < sw) jpeg_crop_scanline(&cinfo, &xoff, &width); // widens to iMCU bounds
     size_t stride = (size_t)cinfo.output_width * bands; // output_width is now the cropped width
-    pixels = malloc(stride * (size_t)ch + 16);
+    pixels = malloc(stride * ((size_t)ch + 1) + 16); // + a row for the rows below the window
     if (!pixels) goto done;
     if (y0 > 0 && jpeg_skip_scanlines(&cinfo, (JDIMENSION)y0) != (JDIMENSION)y0) goto done;
     while (cinfo.output_scanline < (JDIMENSION)(y0 + ch)) {
         JSAMPROW row = pixels + (size_t)(cinfo.output_scanline - y0) * stride;
         if (jpeg_read_scanlines(&cinfo, &row, 1) != 1) goto done;
     }
-    if (jerr.warned) goto done;
+    drain(&cinfo, pixels + stride * (size_t)ch); // the rest of the scan, as a full decode reads it
+    if (jerr.warned && fail_on == DG_FAIL_NONE) goto done; // "none": libvips decides, as it would
+    if (refused(&jerr, fail_on)) {
+        dg_msgf(msg, "%s", jerr.msg);
+        rc = 2;
+        goto done;
+    }
     out->raw = pixels;
     out->pixels = pixels + (size_t)(x0 - (int)xoff) * bands;
     out->stride = stride;
@@ -120,6 +176,36 @@ int dg_jpeg_decode(const uint8_t *buf, size_t len, int scale_num, int expect_w, 
 done:
     jpeg_destroy_decompress(&cinfo); // also after a partial read: no need to finish
     free(pixels);
+    return rc;
+}
+
+int dg_jpeg_check(const uint8_t *buf, size_t len, int fail_on, char *msg) {
+    struct jpeg_decompress_struct cinfo;
+    dg_jerr jerr;
+    uint8_t *volatile row = NULL;
+    volatile int rc = -1, started = 0;
+    jerr_init(&cinfo, &jerr);
+    jpeg_create_decompress(&cinfo);
+    if (setjmp(jerr.jump)) {
+        dg_msgf(msg, "%s", jerr.msg);
+        rc = !started ? -1 : fail_on == DG_FAIL_NONE ? 0 : 1;
+        goto done;
+    }
+    jpeg_mem_src(&cinfo, buf, (unsigned long)len);
+    if (jpeg_read_header(&cinfo, TRUE) != JPEG_HEADER_OK) goto done;
+    cinfo.scale_num = 1; // the cheapest IDCT, for the one row that is read
+    cinfo.scale_denom = 8;
+    cinfo.dct_method = JDCT_IFAST;
+    started = 1;
+    jpeg_start_decompress(&cinfo);
+    row = malloc((size_t)cinfo.output_width * cinfo.output_components + 16);
+    if (!row) goto done;
+    drain(&cinfo, row);
+    rc = refused(&jerr, fail_on);
+    if (rc) dg_msgf(msg, "%s", jerr.msg);
+done:
+    jpeg_destroy_decompress(&cinfo);
+    free(row);
     return rc;
 }
 

@@ -42,12 +42,9 @@ func Decode(buf cmem.Buf, o *Options, bucket *Bucket, mask bool) (*Pending, erro
 	if buf.Len == 0 {
 		return nil, skip(errs.ReasonDecode, "empty file")
 	}
-	if C.dg_open(buf.Ptr, C.size_t(buf.Len), &h) != 0 {
-		msg := lastError()
-		if msg == "" {
-			msg = "not a known image format"
-		}
-		return nil, skip(errs.ReasonDecode, msg)
+	var st C.dg_status // this call's own error: libvips' buffer is process-wide
+	if C.dg_open(buf.Ptr, C.size_t(buf.Len), C.int(o.FailOn), &h, &st) != 0 {
+		return nil, statusError(&st, errs.ReasonDecode)
 	}
 	defer C.dg_close(&h)
 	w, hgt := int(h.width), int(h.height)
@@ -66,6 +63,7 @@ func Decode(buf cmem.Buf, o *Options, bucket *Bucket, mask bool) (*Pending, erro
 	p.jpeg_quality = C.int(o.JPEGQuality)
 	p.shrink = 1
 	p.pad_rgb = boolInt(o.PadRGB)
+	p.fail_on = C.int(o.FailOn)
 	switch o.Encode {
 	case "png":
 		p.encode = C.DG_ENCODE_PNG
@@ -85,8 +83,8 @@ func Decode(buf cmem.Buf, o *Options, bucket *Bucket, mask bool) (*Pending, erro
 			p.jpeg_scale = C.int(jpegScaleFor(ow, oh, pe.Bucket.W, pe.Bucket.H))
 		}
 	}
-	if C.dg_decode(buf.Ptr, C.size_t(buf.Len), &h, p, &pe.pd) != 0 {
-		return nil, skip(errs.ReasonTransform, lastError())
+	if C.dg_decode(buf.Ptr, C.size_t(buf.Len), &h, p, &pe.pd, &st) != 0 {
+		return nil, statusError(&st, errs.ReasonTransform)
 	}
 	pe.live = true
 	return pe, nil
@@ -102,8 +100,9 @@ func (pe *Pending) Store(dst *Dest) (Image, error) {
 		d = &C.dg_dest{data: (*C.uint8_t)(dst.Data), width: C.int(pe.Bucket.W), height: C.int(pe.Bucket.H),
 			channels: C.int(dst.Channels), chw: boolInt(dst.CHW), mask: boolInt(dst.Mask)}
 	}
-	if C.dg_store(&pe.pd, &pe.params, d, &r) != 0 {
-		return Image{}, skip(errs.ReasonTransform, lastError())
+	var st C.dg_status
+	if C.dg_store(&pe.pd, &pe.params, d, &r, &st) != 0 {
+		return Image{}, statusError(&st, errs.ReasonTransform)
 	}
 	im := Image{
 		Width: int(r.width), Height: int(r.height), Channels: int(r.channels), PixelStride: int(r.pixel_stride),

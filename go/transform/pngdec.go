@@ -15,15 +15,16 @@ import (
 )
 
 // pngDecode runs our PNG decoder alone (for tests) on the PNG in data, flattening alpha onto
-// white with flatten. It returns the pixels (w×h×bands bytes, rows packed) and false when the
+// white with flatten, under fail_on "warning". It returns the pixels (w×h×bands bytes, rows packed) and false when the
 // decoder declines the image (or runs out of memory).
 func pngDecode(data []byte, flatten bool) (pix []byte, w, h, bands int, ok bool) {
 	buf := cmem.Alloc(len(data))
 	defer buf.Free()
 	copy(buf.Bytes(), data)
 	var p C.dg_png
-	var cerr *C.char
-	if C.dg_png_decode((*C.uint8_t)(buf.Ptr), C.size_t(len(data)), boolInt(flatten), &p, &cerr) != 0 {
+	msg := (*C.char)(C.calloc(C.DG_MSG_LEN, 1))
+	defer C.free(unsafe.Pointer(msg))
+	if C.dg_png_decode((*C.uint8_t)(buf.Ptr), C.size_t(len(data)), boolInt(flatten), C.DG_FAIL_WARNING, &p, msg) != 0 {
 		return nil, 0, 0, 0, false
 	}
 	defer C.dg_png_free(&p)

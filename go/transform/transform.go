@@ -35,6 +35,49 @@ type Options struct {
 	JPEGQuality   int
 	MaxPixels     int64 // images with more pixels are refused before decoding (decompression bombs)
 	PadRGB        bool  // store raw RGB as RGBX so Pillow can map it without copying
+	FailOn        FailOn
+}
+
+// FailOn is the decode policy (image_config.fail_on), like libvips' fail_on: which damage in an
+// image's data refuses it. The verdict on a file is the same whatever the crop settings. A refused
+// image is skipped as errs.ReasonCorrupt with the decoder's own message.
+type FailOn int
+
+// Decode policies. The zero value is the default.
+const (
+	// FailOnWarning refuses any warning about the data: corrupt JPEG entropy data, a premature
+	// end, a bad PNG chunk CRC (ancillary chunks too), truncation, and every error.
+	FailOnWarning FailOn = iota
+	// FailOnError refuses errors only: a truncated file, an undecodable stream, a bad CRC of a
+	// PNG's image data; corrupt JPEG data that libjpeg decodes on (with a warning) is kept.
+	FailOnError
+	// FailOnNone refuses nothing that libvips still decodes (damaged regions come out grey or
+	// black).
+	FailOnNone
+)
+
+// ParseFailOn reads image_config.fail_on: "warning" (also ""), "error" or "none".
+func ParseFailOn(s string) (FailOn, error) {
+	switch s {
+	case "", "warning":
+		return FailOnWarning, nil
+	case "error":
+		return FailOnError, nil
+	case "none":
+		return FailOnNone, nil
+	}
+	return 0, fmt.Errorf("fail_on must be warning, error or none, got %q", s)
+}
+
+// String is the config spelling.
+func (f FailOn) String() string {
+	switch f {
+	case FailOnError:
+		return "error"
+	case FailOnNone:
+		return "none"
+	}
+	return "warning"
 }
 
 // Image is a transformed image. Data is C memory allocated by glib (libvips' own output buffer); it
@@ -71,16 +114,23 @@ var (
 func Init() error {
 	initOnce.Do(func() {
 		if C.dg_init() != 0 {
-			initErr = fmt.Errorf("libvips init failed: %s", lastError())
+			initErr = errors.New("libvips init failed")
 		}
 	})
 	return initErr
 }
 
-func lastError() string {
-	cs := C.dg_last_error()
-	defer C.free(unsafe.Pointer(cs))
-	return C.GoString(cs)
+// statusError is the skip error of a failed C call from its dg_status (filled by that call): the
+// reason is errs.ReasonCorrupt when the image data is damaged, def otherwise.
+func statusError(st *C.dg_status, def errs.Reason) error {
+	msg := C.GoString(&st.msg[0])
+	if msg == "" { // the C side never leaves it empty; be safe all the same
+		msg = "unknown failure"
+	}
+	if st.corrupt != 0 {
+		return skip(errs.ReasonCorrupt, msg)
+	}
+	return skip(def, msg)
 }
 
 // JPEGScale is the libjpeg-turbo IDCT scaling M/8 (M = 1..8) for decoding a w×h image that is to
@@ -183,8 +233,9 @@ func jpegWindow(data []byte, m, w, h, bands, tw, th int) (pix []byte, cw, ch, nb
 	defer buf.Free()
 	copy(buf.Bytes(), data)
 	var j C.dg_jpeg
+	var msg [C.DG_MSG_LEN]C.char
 	if C.dg_jpeg_decode((*C.uint8_t)(buf.Ptr), C.size_t(len(data)), C.int(m), C.int(w), C.int(h), C.int(bands),
-		C.int(tw), C.int(th), &j) != 0 {
+		C.int(tw), C.int(th), C.int(FailOnWarning), &j, &msg[0]) != 0 {
 		return nil, 0, 0, 0, false
 	}
 	defer C.dg_jpeg_free(&j)

@@ -89,7 +89,7 @@ func TestProcessRejectsBadInput(t *testing.T) {
 	}{
 		"empty":     {cmem.Buf{}, errs.ReasonDecode},
 		"text":      {text, errs.ReasonDecode},
-		"truncated": {trunc, errs.ReasonTransform},
+		"truncated": {trunc, errs.ReasonCorrupt}, // the scan stops half way: damaged data
 	} {
 		_, err := Process(tc.buf, o, nil, false)
 		if err == nil || errs.ReasonOf(err, errs.ReasonTransform) != tc.reason {

@@ -8,6 +8,13 @@
 // common JPEGs and PNGs skip libvips' pipeline: jpegdec.c reads the crop window with libjpeg-turbo,
 // pngdec.c decodes with libdeflate, and resample.c resizes; libvips still parses the header, and
 // takes over whenever those decline an image.
+//
+// Damaged data is judged by image_config.fail_on (dg_params.fail_on), with the same verdict whatever
+// the crop: libvips' loaders get it (a full decode: no crop); our decoders read the whole scan or
+// stream and judge it themselves; where libvips decodes only a crop window, our checks
+// (dg_jpeg_check, dg_png_check) read the whole file first. Every failure fills the caller's
+// dg_status in this call: our own message when our decoders or checks find the damage, else
+// libvips' (copied and cleared at once), else a message naming the step.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +25,16 @@
 #include "pngdec.h"
 #include "resample.h"
 
+// datago's log (transform/glog.go): GLib and libvips messages, from any thread.
+extern void datagoGLog(char *domain, int level, char *msg);
+
+static void dg_glog(const gchar *domain, GLogLevelFlags level, const gchar *message, gpointer data) {
+    (void)data;
+    datagoGLog((char *)(domain ? domain : ""), (int)(level & G_LOG_LEVEL_MASK), (char *)(message ? message : ""));
+}
+
 int dg_init(void) {
+    g_log_set_default_handler(dg_glog, NULL); // no domain has a handler of its own: all come here
     if (VIPS_INIT("datago")) return -1;
     vips_cache_set_max(0);     // no operation cache: every image is new
     vips_cache_set_max_mem(0);
@@ -28,26 +44,76 @@ int dg_init(void) {
     return 0;
 }
 
-char *dg_last_error(void) {
-    const char *msg = vips_error_buffer();
-    char *copy = strdup(msg ? msg : "");
-    vips_error_clear();
-    // keep only the first line: libvips stacks one line per failing operation
-    char *nl = strchr(copy, '\n');
-    if (nl) *nl = '\0';
-    return copy;
+static VipsFailOn vips_fail_on(int fail_on) {
+    return fail_on == DG_FAIL_NONE ? VIPS_FAIL_ON_NONE : fail_on == DG_FAIL_ERROR ? VIPS_FAIL_ON_ERROR : VIPS_FAIL_ON_WARNING;
 }
 
-int dg_open(const void *buf, size_t len, dg_header *h) {
-    memset(h, 0, sizeof(*h));
+static int kind_of(const void *buf, size_t len) {
     const char *loader = vips_foreign_find_load_buffer(buf, len);
     if (loader == NULL) return -1;
-    if (strstr(loader, "Jpeg")) h->kind = DG_JPEG;
-    else if (strstr(loader, "Webp")) h->kind = DG_WEBP;
-    else if (strstr(loader, "Png")) h->kind = DG_PNG;
+    if (strstr(loader, "Jpeg")) return DG_JPEG;
+    if (strstr(loader, "Webp")) return DG_WEBP;
+    if (strstr(loader, "Png")) return DG_PNG;
+    return DG_OTHER;
+}
+
+// Fills st after a failure of this call. Our own reading of the file comes first (a JPEG's first
+// libjpeg warning or error, a PNG's first damaged chunk or stream problem: corrupt data, and a
+// message that is this file's whatever other threads do); then libvips' error buffer, copied and
+// cleared in one step (libvips has one buffer for the process: it is never read without being
+// cleared, so no later failure reads this one's message); then `step`, so a message is never empty.
+static void fail(dg_status *st, const void *buf, size_t len, int kind, const char *step) {
+    char why[DG_MSG_LEN] = "";
+    int found = 0;
+    if (!st->msg[0] && buf != NULL) {
+        if (kind == DG_JPEG) found = dg_jpeg_check(buf, len, DG_FAIL_WARNING, why) != 0;
+        else if (kind == DG_PNG) found = dg_png_check(buf, len, DG_FAIL_WARNING, 1, why) != 0;
+        if (found && why[0]) {
+            dg_msgf(st->msg, "%s", why);
+            st->corrupt = 1;
+        }
+    }
+    char *all = vips_error_buffer_copy();
+    if (all != NULL) {
+        char *nl = strchr(all, '\n'); // libvips stacks a line per failing operation: the first is the cause
+        if (nl) *nl = '\0';
+        if (all[0]) dg_msgf(st->msg, "%s", all);
+        g_free(all);
+    }
+    dg_msgf(st->msg, "%s failed", step);
+}
+
+// For an image libvips is to decode through a crop (its sequential loaders stop at the window's
+// last row): the verdict of a full decode, from our checks of the whole file. Returns -1 (st says
+// why) when fail_on refuses it.
+static int judge_whole(const void *buf, size_t len, int kind, int fail_on, int inflate, dg_status *st) {
+    if (fail_on == DG_FAIL_NONE) return 0;
+    char why[DG_MSG_LEN] = "";
+    int bad = 0;
+    if (kind == DG_JPEG) bad = dg_jpeg_check(buf, len, fail_on, why) == 1;
+    else if (kind == DG_PNG) bad = dg_png_check(buf, len, fail_on, inflate, why) == 1;
+    if (!bad) return 0;
+    dg_msgf(st->msg, "%s", why);
+    st->corrupt = 1;
+    return -1;
+}
+
+int dg_open(const void *buf, size_t len, int fail_on, dg_header *h, dg_status *st) {
+    memset(h, 0, sizeof(*h));
+    int kind = kind_of(buf, len);
+    if (kind < 0) {
+        vips_error_clear();
+        dg_msgf(st->msg, "not a known image format");
+        return -1;
+    }
+    h->kind = kind;
     h->img = vips_image_new_from_buffer(buf, len, "", "access", VIPS_ACCESS_SEQUENTIAL,
-                                        "fail_on", VIPS_FAIL_ON_ERROR, NULL);
-    if (h->img == NULL) return -1;
+                                        "fail_on", vips_fail_on(fail_on), NULL);
+    if (h->img == NULL) {
+        fail(st, buf, len, kind, "header read");
+        st->corrupt = 0; // a header that does not parse: not an image (decode_error)
+        return -1;
+    }
     h->width = h->img->Xsize;
     h->height = h->img->Ysize;
     h->bands = h->img->Bands;
@@ -176,7 +242,7 @@ static int jpeg_shrink_load(VipsImage **x, const void *buf, size_t len, const dg
     VipsImage *t = NULL;
     if (p->shrink <= 1) return 0;
     if (vips_jpegload_buffer((void *)buf, len, &t, "shrink", p->shrink, "access",
-                             VIPS_ACCESS_SEQUENTIAL, "fail_on", VIPS_FAIL_ON_ERROR, NULL))
+                             VIPS_ACCESS_SEQUENTIAL, "fail_on", vips_fail_on(p->fail_on), NULL))
         return -1;
     step(x, t);
     return 0;
@@ -189,7 +255,7 @@ static int jpeg_shrink_load(VipsImage **x, const void *buf, size_t len, const dg
 // For a JPEG, *x is the header image at full size: our decoder scales by p->jpeg_scale / 8 itself,
 // and libvips' loader is only asked (at p->shrink) when ours declines.
 static int fast_decode(VipsImage **x, const void *buf, size_t buf_len, int kind, int tw, int th,
-                       const dg_params *p, dg_pending *pd) {
+                       const dg_params *p, dg_pending *pd, int *judged, dg_status *st) {
     VipsImage *in = *x, *t = NULL;
     if (p->mask || p->encode != DG_RAW || in->BandFmt != VIPS_FORMAT_UCHAR) return 1;
     VipsInterpretation interp = vips_image_guess_interpretation(in);
@@ -201,16 +267,17 @@ static int fast_decode(VipsImage **x, const void *buf, size_t buf_len, int kind,
     int alpha_png = kind == DG_PNG && flatten && ((srgb && in->Bands == 4) || (grey && in->Bands == 2 && !p->to_rgb8));
     if (!alpha_png && !(srgb && in->Bands == 3) && !(grey && in->Bands == 1)) return 1;
 
-    const char *png_err = NULL;
     int png_rc = 1, jpg_rc = 1;
     int own = !(p->to_rgb8 && in->Bands == 1); // grey to RGB: libvips' bandjoin below
-    if (own && kind == DG_PNG) png_rc = dg_png_decode(buf, buf_len, alpha_png, &pd->png, &png_err);
+    if (own && kind == DG_PNG) png_rc = dg_png_decode(buf, buf_len, alpha_png, p->fail_on, &pd->png, st->msg);
     if (own && kind == DG_JPEG)
-        jpg_rc = dg_jpeg_decode(buf, buf_len, p->jpeg_scale, in->Xsize, in->Ysize, in->Bands, tw, th, &pd->jpg);
-    if (png_rc < 0) {
-        vips_error("datago", "%s", png_err);
+        jpg_rc = dg_jpeg_decode(buf, buf_len, p->jpeg_scale, in->Xsize, in->Ysize, in->Bands, tw, th,
+                                p->fail_on, &pd->jpg, st->msg);
+    if (png_rc == 2 || jpg_rc == 2) { // the data is damaged: refused by fail_on, with our message
+        st->corrupt = 1;
         return -1;
     }
+    if (png_rc < 0) return -1; // out of memory (st->msg says so)
     if (jpg_rc == 0) {
         pd->cw = pd->jpg.width, pd->ch = pd->jpg.height, pd->bands = pd->jpg.bands;
         pd->stride = pd->jpg.stride;
@@ -225,6 +292,9 @@ static int fast_decode(VipsImage **x, const void *buf, size_t buf_len, int kind,
     } else {
         dg_png_free(&pd->png);
         if (alpha_png) return 1; // the general path flattens after resizing
+        // libvips decodes only the window: judge the whole file first (our decoders did not)
+        *judged = 1;
+        if (judge_whole(buf, buf_len, kind, p->fail_on, 1, st)) return -1;
         if (kind == DG_JPEG && jpeg_shrink_load(x, buf, buf_len, p)) return -1;
         if (centre_crop(x, tw, th)) return -1;
         pd->cw = (*x)->Xsize, pd->ch = (*x)->Ysize;
@@ -244,6 +314,50 @@ static int fast_decode(VipsImage **x, const void *buf, size_t buf_len, int kind,
     pd->tw = tw, pd->th = th;
     pd->orientation = vips_image_get_orientation(*x);
     if (pd->orientation < 1 || pd->orientation > 8) pd->orientation = 1;
+    return 0;
+}
+
+// For the general path (re-encoding, masks, alpha): a JPEG's crop window read by our decoder
+// (whole scan judged by fail_on, IDCT-scaled by p->jpeg_scale / 8) in place of the header image *x,
+// as a libvips image over pd->jpg (which outlives it: freed by dg_pending_free), carrying the
+// header's orientation for the rest of the chain. Spares the general path a second entropy
+// decoding (libvips' window, then our whole-file check). Returns 0 (*x replaced), 1 when our decoder
+// declines (libvips decodes; the file is not judged yet), -1 when refused (st says why).
+static int jpeg_window_image(VipsImage **x, const void *buf, size_t len, const dg_header *h, int tw, int th,
+                             const dg_params *p, dg_pending *pd, dg_status *st) {
+    VipsImage *in = *x, *m, *t = NULL;
+    VipsInterpretation interp = vips_image_guess_interpretation(in);
+    if (p->mask || in->BandFmt != VIPS_FORMAT_UCHAR || !((interp == VIPS_INTERPRETATION_sRGB && in->Bands == 3) ||
+                                                          (interp == VIPS_INTERPRETATION_B_W && in->Bands == 1)))
+        return 1;
+    int rc = dg_jpeg_decode(buf, len, p->jpeg_scale, in->Xsize, in->Ysize, in->Bands, tw, th, p->fail_on, &pd->jpg,
+                            st->msg);
+    if (rc == 2) {
+        st->corrupt = 1;
+        return -1;
+    }
+    if (rc != 0) return 1;
+    dg_jpeg *j = &pd->jpg;
+    int full_w = (int)(j->stride / (size_t)j->bands); // the decoded columns, the window among them
+    m = vips_image_new_from_memory(j->raw, j->stride * (size_t)j->height, full_w, j->height, j->bands,
+                                   VIPS_FORMAT_UCHAR);
+    if (m == NULL) return -1;
+    int x0 = (int)((j->pixels - j->raw) / j->bands);
+    if (x0 != 0 || j->width != full_w) {
+        if (vips_extract_area(m, &t, x0, 0, j->width, j->height, NULL)) {
+            g_object_unref(m);
+            return -1;
+        }
+        step(&m, t);
+    }
+    if (vips_copy(m, &t, "interpretation", j->bands == 3 ? VIPS_INTERPRETATION_sRGB : VIPS_INTERPRETATION_B_W,
+                  NULL)) {
+        g_object_unref(m);
+        return -1;
+    }
+    step(&m, t);
+    vips_image_set_int(m, VIPS_META_ORIENTATION, h->orientation);
+    step(x, m);
     return 0;
 }
 
@@ -331,7 +445,7 @@ static void convert_into(const uint8_t *src, int w, int h, int ps, int sc, uint8
     }
 }
 
-int dg_store(dg_pending *pd, const dg_params *p, const dg_dest *d, dg_result *r) {
+static int store(dg_pending *pd, const dg_params *p, const dg_dest *d, dg_result *r) {
     memset(r, 0, sizeof(*r));
     if (d == NULL || d->data == NULL) { // a buffer of its own (per-sample stream)
         if (!pd->fast) {
@@ -380,17 +494,26 @@ int dg_store(dg_pending *pd, const dg_params *p, const dg_dest *d, dg_result *r)
     return 0;
 }
 
-int dg_decode(const void *buf, size_t len, dg_header *h, const dg_params *p, dg_pending *pd) {
+int dg_store(dg_pending *pd, const dg_params *p, const dg_dest *d, dg_result *r, dg_status *st) {
+    if (store(pd, p, d, r) == 0) return 0;
+    fail(st, NULL, 0, DG_OTHER, "store");
+    return -1;
+}
+
+int dg_decode(const void *buf, size_t len, dg_header *h, const dg_params *p, dg_pending *pd, dg_status *st) {
     memset(pd, 0, sizeof(*pd));
     dg_result *r = &pd->res;
     VipsImage *x = NULL, *t = NULL;
-    int rc = -1;
+    int rc = -1, judged = 0;
+    const char *what = "decode";
 
     // a JPEG starts from the header image: libvips' shrink-on-load only if our decoder declines
     if (p->shrink > 1 && h->kind == DG_WEBP) {
         if (vips_webpload_buffer((void *)buf, len, &x, "scale", 1.0 / p->shrink, "access",
-                                 VIPS_ACCESS_SEQUENTIAL, "fail_on", VIPS_FAIL_ON_ERROR, NULL))
+                                 VIPS_ACCESS_SEQUENTIAL, "fail_on", vips_fail_on(p->fail_on), NULL)) {
+            fail(st, buf, len, h->kind, "webp load");
             return -1;
+        }
     } else {
         x = h->img;
         g_object_ref(x);
@@ -400,14 +523,34 @@ int dg_decode(const void *buf, size_t len, dg_header *h, const dg_params *p, dg_
     if (p->resize) {
         int tw = swap ? p->target_h : p->target_w;
         int th = swap ? p->target_w : p->target_h;
-        int fast = fast_decode(&x, buf, len, h->kind, tw, th, p, pd);
+        int fast = fast_decode(&x, buf, len, h->kind, tw, th, p, pd, &judged, st);
         if (fast == 0) {
             rc = 0;
             goto done;
         }
         if (fast < 0) goto done;
+        if (!judged && h->kind == DG_JPEG && x == h->img) { // our window read, judged, for libvips' chain
+            int w = jpeg_window_image(&x, buf, len, h, tw, th, p, pd, st);
+            if (w < 0) goto done;
+            judged = w == 0;
+        }
+        // libvips decodes only the window: judge the whole file first
+        if (!judged && judge_whole(buf, len, h->kind, p->fail_on, 1, st)) goto done;
+        judged = 1;
         if (h->kind == DG_JPEG && x == h->img && jpeg_shrink_load(&x, buf, len, p)) goto done;
         if (cover_crop_resize(&x, tw, th, p->mask)) goto done;
+    } else {
+        if (h->kind == DG_JPEG) { // the whole image from our decoder: one entropy decoding, judged
+            int w = jpeg_window_image(&x, buf, len, h, h->width, h->height, p, pd, st);
+            if (w < 0) goto done;
+            judged = w == 0;
+        }
+        // libvips decodes it all, and still: libpng checks some chunk CRCs, not all, and libvips'
+        // JPEG loader (8.14) misses a libjpeg warning raised while it reads the last rows (fuzz
+        // input FuzzJPEG/abace887b18663d3), so our checks judge what our decoder did not
+        if (!judged && (h->kind == DG_PNG || (h->kind == DG_JPEG && p->fail_on == DG_FAIL_WARNING)) &&
+            judge_whole(buf, len, h->kind, p->fail_on, 0, st))
+            goto done;
     }
     if (h->orientation > 1) {
         // rotation reads out of order: evaluate the (already small) image, then rotate in memory
@@ -426,9 +569,11 @@ int dg_decode(const void *buf, size_t len, dg_header *h, const dg_params *p, dg_
     r->pixel_stride = x->Bands;
 
     if (p->encode == DG_ENCODE_PNG) {
+        what = "png encode";
         if (vips_pngsave_buffer(x, &r->data, &r->len, "compression", 1, "strip", TRUE, NULL))
             goto done;
     } else if (p->encode == DG_ENCODE_JPEG) {
+        what = "jpeg encode";
         if (vips_jpegsave_buffer(x, &r->data, &r->len, "Q", p->jpeg_quality, "strip", TRUE, NULL))
             goto done;
     } else {
@@ -440,15 +585,20 @@ int dg_decode(const void *buf, size_t len, dg_header *h, const dg_params *p, dg_
     rc = 0;
 done:
     if (x) g_object_unref(x);
-    if (rc) dg_pending_free(pd);
+    if (rc) {
+        dg_pending_free(pd);
+        // libvips is lazy: the data is decoded by the step that needs the pixels (an encoder too),
+        // so any failure here may be the data's: fail() reads the file itself first
+        fail(st, buf, len, h->kind, what); // keeps a message already there
+    }
     return rc;
 }
 
-int dg_finish(const void *buf, size_t len, dg_header *h, const dg_params *p, dg_result *r) {
+int dg_finish(const void *buf, size_t len, dg_header *h, const dg_params *p, dg_result *r, dg_status *st) {
     dg_pending pd;
     memset(r, 0, sizeof(*r));
-    if (dg_decode(buf, len, h, p, &pd)) return -1;
-    int rc = dg_store(&pd, p, NULL, r);
+    if (dg_decode(buf, len, h, p, &pd, st)) return -1;
+    int rc = dg_store(&pd, p, NULL, r, st);
     dg_pending_free(&pd);
     return rc;
 }

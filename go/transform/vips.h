@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <vips/vips.h>
 
+#include "failon.h"
 #include "jpegdec.h"
 #include "pngdec.h"
 
@@ -35,7 +36,16 @@ typedef struct dg_params {
     int encode;        // enum dg_encode
     int jpeg_quality;  // 1..100
     int pad_rgb;       // 1: raw 3-band output is padded to RGBX (X = 255)
+    int fail_on;       // enum dg_fail_on: which damage refuses an image (image_config.fail_on)
 } dg_params;
+
+// Why a call failed, filled by that call (never read from another call or thread): msg is never
+// empty after a failure; corrupt is 1 when the image data is damaged (refused by fail_on, or a
+// decoder's error on the data), 0 for other failures.
+typedef struct dg_status {
+    int corrupt;
+    char msg[DG_MSG_LEN];
+} dg_status;
 
 typedef struct dg_result {
     void *data;        // g_malloc'd: raw pixels (H x W x C, uchar) or encoded bytes
@@ -72,18 +82,20 @@ typedef struct dg_dest {
     int mask;
 } dg_dest;
 
+// Starts libvips; GLib's and libvips' log messages go to datago's log from then on (not stderr).
 int dg_init(void);
 // Decodes (and for the general path also transforms) an opened image into pd; the buffer and the
-// header may be released afterwards. Returns 0, or -1 (pd is then empty).
-int dg_decode(const void *buf, size_t len, dg_header *h, const dg_params *p, dg_pending *pd);
+// header may be released afterwards. The image is judged by p->fail_on the same way whatever the
+// crop (our decoders and checks read the whole scan / stream). Returns 0, or -1 (pd is then empty,
+// st says why).
+int dg_decode(const void *buf, size_t len, dg_header *h, const dg_params *p, dg_pending *pd, dg_status *st);
 // Finishes a pending image: into d's slot when d (and d->data) is non-NULL — r then describes the
-// slot and owns nothing — or into a g_malloc'd buffer of its own in r. Returns 0 or -1.
-int dg_store(dg_pending *pd, const dg_params *p, const dg_dest *d, dg_result *r);
+// slot and owns nothing — or into a g_malloc'd buffer of its own in r. Returns 0 or -1 (st says why).
+int dg_store(dg_pending *pd, const dg_params *p, const dg_dest *d, dg_result *r, dg_status *st);
 void dg_pending_free(dg_pending *pd);
-int dg_open(const void *buf, size_t len, dg_header *h);
-int dg_finish(const void *buf, size_t len, dg_header *h, const dg_params *p, dg_result *r);
+// Reads the header (libvips' loaders get fail_on, enum dg_fail_on). Returns 0, or -1 (st says why).
+int dg_open(const void *buf, size_t len, int fail_on, dg_header *h, dg_status *st);
+int dg_finish(const void *buf, size_t len, dg_header *h, const dg_params *p, dg_result *r, dg_status *st);
 void dg_close(dg_header *h);
-// Copies the last libvips error into a malloc'd string and clears libvips' error buffer.
-char *dg_last_error(void);
 
 #endif

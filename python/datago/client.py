@@ -25,9 +25,13 @@ class DatagoClient:
         config: datago's client config, as a dict or a JSON string. Keys datago accepts are
             accepted unchanged (``source_type``, ``source_config``, ``image_config``, ``limit``,
             ``rank``, ``world_size``, ``samples_buffer_size``, ...); see the README.
+            ``image_config.fail_on`` (``"warning"`` default, ``"error"``, ``"none"``) decides which
+            damage in an image's data skips it (counted as ``corrupt_data``), the same with or
+            without crop.
 
     Raises:
-        ConfigError: (a ValueError) an unknown key (named in the message) or an invalid value.
+        ConfigError: (a ValueError) an unknown key (named in the message) or an invalid value
+            (e.g. ``image_config.fail_on`` other than warning/error/none, named too).
         NotFoundError: (a FileNotFoundError) ``source_config.root_path`` does not exist (a local
             folder, or an ``s3://`` bucket).
         DatagoPermissionError: (a PermissionError) a bucket refuses the credentials.
@@ -305,8 +309,10 @@ class DatagoClient:
         """Counters of the current (or last) run.
 
         Returns a dict with ``samples_produced``, ``samples_skipped``, ``skipped_reasons``
-        (reason -> count), ``bytes_read`` (bytes), ``elapsed_seconds``, ``stages`` (per stage:
-        ``name``, ``items_in``, ``items_out``, ``busy_seconds`` summed over workers),
+        (reason -> count), ``corrupt_data`` (samples skipped because their image data is damaged,
+        by ``image_config.fail_on``; also ``skipped_reasons["corrupt_data"]``), ``bytes_read``
+        (bytes), ``elapsed_seconds``, ``stages`` (per stage: ``name``, ``items_in``,
+        ``items_out``, ``busy_seconds`` summed over workers),
         ``queue_length`` and ``queue_capacity``; with ``batch_size`` also ``batches_produced``,
         ``partial_batches_flushed`` (delivered early because ``max_held_samples`` was reached),
         ``partial_batches_at_end`` and ``partial_batches_dropped`` (``drop_last``); ``http``: the

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_loaders import list_images, pil_load, tree_cpu, warm_cache
+
 from demo_data import DEFAULT_STYLE, STYLES, build_dataset, format_stats, read_marker
 
 ROOT = Path(__file__).resolve().parent.parent

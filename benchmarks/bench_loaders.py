@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from demo_data import build_dataset
 from PIL import Image
 
 import datago
+from demo_data import build_dataset
 
 # the extensions datago's filesystem source lists (go/source/filesystem.go)
 IMAGE_EXTENSIONS = frozenset(

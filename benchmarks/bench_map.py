@@ -20,9 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from demo_data import build_dataset
-
 import datago
+from demo_data import build_dataset
 
 
 def _config(root: Path, size: int) -> dict:

@@ -44,12 +44,12 @@ from typing import Any
 import numpy as np
 import torch
 from bench_loaders import Result, link_subset, list_images, timed, warm_cache
-from demo_data import build_dataset
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 import datago
 from datago.torch import DatagoIterableDataset
+from demo_data import build_dataset
 
 DOWNSAMPLING_RATIO = 16
 MIN_ASPECT_RATIO, MAX_ASPECT_RATIO = 0.5, 2.0

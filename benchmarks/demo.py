@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from demo_data import DEFAULT_STYLE, STYLES, build_dataset, format_stats, is_complete, read_marker
 from PIL import Image, ImageDraw, ImageFont
 
 import datago
+from demo_data import DEFAULT_STYLE, STYLES, build_dataset, format_stats, is_complete, read_marker
 
 SHEET_COLUMNS = 8
 SHEET_CELL = 192  # thumbnail box, pixels

@@ -225,7 +225,9 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=10_000, help="samples between two points of the curve")
     ap.add_argument("--photos", type=Path, default=Path("/usr/share/backgrounds"))
     ap.add_argument("--files", type=int, default=1000, help="files in the folder (links cycling over the photos)")
-    ap.add_argument("--max-side", type=int, default=640, help="downscale the photos first to this longer side, px (0: as they are)")
+    ap.add_argument(
+        "--max-side", type=int, default=640, help="downscale the photos first to this longer side, px (0: as they are)"
+    )
     ap.add_argument("--crop", type=int, default=256, help="bucket size (default_image_size), px")
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--parallel", type=int, default=4, help="clients running at once")
@@ -236,7 +238,8 @@ def main() -> None:
     if args.every <= 0 or args.samples < 0:
         raise SystemExit("--every must be > 0 and --samples >= 0")
 
-    env_note = {k: os.environ[k] for k in ("MALLOC_ARENA_MAX", "GLIBC_TUNABLES", "DATAGO_MALLOC_ARENA_MAX") if k in os.environ}
+    env_keys = ("MALLOC_ARENA_MAX", "GLIBC_TUNABLES", "DATAGO_MALLOC_ARENA_MAX", "DATAGO_LIBRARY")
+    env_note = {k: os.environ[k] for k in env_keys if k in os.environ}
     if args.folder is not None:
         (phase_curve if args.phase == "curve" else phase_clients)(args.folder, args)
         return

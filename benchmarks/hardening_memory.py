@@ -151,14 +151,20 @@ def phase_curve(root: Path, args: argparse.Namespace) -> None:
     client.close()
     dt = time.monotonic() - t0
     rss, thr = proc_status()
-    print(f"after close: rss {rss:.0f} MB, threads {thr}; {n} samples in {dt:.0f} s "
-          f"({epochs} epochs restarted, {skipped} skipped in the last)", flush=True)
+    print(
+        f"after close: rss {rss:.0f} MB, threads {thr}; {n} samples in {dt:.0f} s "
+        f"({epochs} epochs restarted, {skipped} skipped in the last)",
+        flush=True,
+    )
     if points:
         first = points[0]
         lo, hi = min(points), max(points)
-        print(f"RSS from {args.every} to {n} samples: {lo:.0f}..{hi:.0f} MB, "
-              f"{100 * (lo - first) / first:+.1f}% .. {100 * (hi - first) / first:+.1f}% of the first point "
-              f"({first:.0f} MB)", flush=True)
+        print(
+            f"RSS from {args.every} to {n} samples: {lo:.0f}..{hi:.0f} MB, "
+            f"{100 * (lo - first) / first:+.1f}% .. {100 * (hi - first) / first:+.1f}% of the first point "
+            f"({first:.0f} MB)",
+            flush=True,
+        )
 
 
 def phase_clients(root: Path, args: argparse.Namespace) -> None:
@@ -205,9 +211,11 @@ def phase_clients(root: Path, args: argparse.Namespace) -> None:
     dt = time.monotonic() - t0
     rss, thr = proc_status()
     live, _ = datago.live_samples()
-    print(f"after {args.clients} clients ({args.parallel} at a time, {args.client_samples} samples each, "
-          f"{dt:.0f} s) closed: rss {rss:.0f} MB (peak seen {peak[0]:.0f}), threads {thr}, live samples {live}",
-          flush=True)
+    print(
+        f"after {args.clients} clients ({args.parallel} at a time, {args.client_samples} samples each, "
+        f"{dt:.0f} s) closed: rss {rss:.0f} MB (peak seen {peak[0]:.0f}), threads {thr}, live samples {live}",
+        flush=True,
+    )
     time.sleep(1.0)
     rss, thr = proc_status()
     print(f"one second later: rss {rss:.0f} MB, threads {thr}", flush=True)
@@ -244,8 +252,11 @@ def main() -> None:
         (phase_curve if args.phase == "curve" else phase_clients)(args.folder, args)
         return
     src = photos(args.photos)
-    print(f"{len(src)} photos from {args.photos}, {args.files} files, crop {args.crop}, "
-          f"max side {args.max_side or 'as is'}; environment {env_note or 'default'}; {datago.__file__}", flush=True)
+    print(
+        f"{len(src)} photos from {args.photos}, {args.files} files, crop {args.crop}, "
+        f"max side {args.max_side or 'as is'}; environment {env_note or 'default'}; {datago.__file__}",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="dg-memory-") as tmp:
         root = Path(tmp)
         make_folder(src, root, args.files, args.max_side)

@@ -3,12 +3,13 @@
 Two phases, each in a fresh Python process (so that neither inherits the other's heap):
 
 * ``curve``: one client streams real photos (``--photos``, default /usr/share/backgrounds) with
-  crop-and-resize to ``--crop``-px buckets, like the demo, for ``--samples`` samples: the folder is
-  a temporary directory of ``--files`` hard links to the photos (optionally downscaled first with
-  ``--max-side``), and each time an epoch ends the client is stopped and started again (the next
-  epoch). Every ``--every`` samples it prints the process's RSS (MB), its threads and the samples
-  the core has handed out and not yet freed. At the end: the drift of RSS from the first point to
-  the last ones, as a percentage of the first point.
+  crop-and-resize to ``--crop``-px buckets, like the demo, for ``--samples`` samples. The folder is
+  a temporary directory of ``--files`` hard links to the photos, downscaled first so that their
+  longer side is at most ``--max-side`` px (default 640, for speed; 0 keeps them as they are); each
+  time an epoch ends the client is stopped and started again (the next epoch). Every ``--every``
+  samples it prints the process's RSS (MB), what glibc malloc holds from the system and has in use
+  (mallinfo2, all arenas, MB), its threads and the samples the core has handed out and not yet
+  freed. At the end: the range of RSS over the points, as a percentage of the first point.
 * ``clients``: ``--clients`` clients, ``--parallel`` at a time (each in a Python thread), each
   reading ``--client-samples`` samples and then closed; prints threads and RSS before the first
   client, after all of them have closed, and after an explicit ``malloc_trim(0)`` from Python (to
@@ -21,7 +22,7 @@ to compare. Prints numbers; asserts nothing.
 Usage::
 
     python3 benchmarks/hardening_memory.py [--samples 100000] [--every 10000] [--crop 256]
-        [--max-side 0] [--clients 20] [--parallel 4] [--client-samples 1000] [--phase both]
+        [--max-side 640] [--clients 20] [--parallel 4] [--client-samples 1000] [--phase both]
 """
 
 from __future__ import annotations
@@ -56,6 +57,36 @@ def proc_status() -> tuple[float, int]:
             elif line.startswith("Threads:"):
                 threads = int(line.split()[1])
     return rss_kb / 1024.0, threads
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def malloc_mb() -> tuple[float, float]:
+    """(bytes glibc malloc holds from the system, bytes in use) in MB, summed over its arenas and
+    mmapped chunks (mallinfo2); (nan, nan) without glibc."""
+    try:
+        fn = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return float("nan"), float("nan")
+    fn.restype = _Mallinfo2
+    mi = fn()
+    return (mi.arena + mi.hblkhd) / 2**20, (mi.uordblks + mi.hblkhd) / 2**20
 
 
 def photos(root: Path) -> list[Path]:
@@ -123,7 +154,11 @@ def phase_curve(root: Path, args: argparse.Namespace) -> None:
     """One client for args.samples samples, epoch after epoch; prints the RSS curve."""
     rss0, thr0 = proc_status()
     print(f"before the client: rss {rss0:.0f} MB, threads {thr0}", flush=True)
-    print(f"{'samples':>8} {'rss_MB':>8} {'threads':>7} {'live':>5} {'seconds':>8} {'samples/s':>9}", flush=True)
+    print(
+        f"{'samples':>8} {'rss_MB':>8} {'malloc_MB':>9} {'in_use_MB':>9} {'threads':>7} {'live':>5} "
+        f"{'seconds':>8} {'samples/s':>9}",
+        flush=True,
+    )
     points: list[float] = []
     n, epochs = 0, 0
     t0 = time.monotonic()
@@ -145,7 +180,11 @@ def phase_curve(root: Path, args: argparse.Namespace) -> None:
             live, _ = datago.live_samples()
             dt = time.monotonic() - t0
             points.append(rss)
-            print(f"{n:>8} {rss:>8.0f} {thr:>7} {live:>5} {dt:>8.0f} {n / dt:>9.0f}", flush=True)
+            held, used = malloc_mb()
+            print(
+                f"{n:>8} {rss:>8.0f} {held:>9.0f} {used:>9.0f} {thr:>7} {live:>5} {dt:>8.0f} {n / dt:>9.0f}",
+                flush=True,
+            )
             next_mark += args.every
     skipped = client.stats().get("samples_skipped", 0)
     client.close()

@@ -71,7 +71,10 @@ static void dg_apply_arena_max(void) {
     dg_arena_max = n;
 }
 
-__attribute__((constructor)) static void dg_malloc_init(void) { dg_apply_arena_max(); }
+// Priority 101 (the first one programs may use): before the library's constructors without a
+// priority, among them the Go runtime's, which starts threads that allocate (each would take an
+// arena of its own before the bound is set).
+__attribute__((constructor(101))) static void dg_malloc_init(void) { dg_apply_arena_max(); }
 
 static int dg_arena_max_set(void) { return dg_arena_max; }
 static const char *dg_arena_max_why(void) { return dg_arena_why; }

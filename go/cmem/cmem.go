@@ -33,12 +33,12 @@ func Alloc(n int) Buf {
 	if size == 0 {
 		size = 1
 	}
-	p, capacity := allocCap(size)
+	p := C.malloc(C.size_t(size))
 	if p == nil {
 		panic("cmem: out of memory")
 	}
 	live.Add(1)
-	return Buf{Ptr: p, Len: n, cap: capacity}
+	return Buf{Ptr: p, Len: n, cap: size}
 }
 
 // Bytes is a Go slice that views the C memory. It must not outlive the buffer.
@@ -52,7 +52,7 @@ func (b Buf) Bytes() []byte {
 // Free releases the memory; calling it on an empty buffer is a no-op.
 func (b *Buf) Free() {
 	if b.Ptr != nil {
-		release(b.Ptr, b.cap) // back to the pool when it is of a size class and there is room
+		C.free(b.Ptr)
 		live.Add(-1)
 	}
 	*b = Buf{}
@@ -97,7 +97,7 @@ func ReadAll(r io.Reader, sizeHint, maxBytes int64) (Buf, error) {
 		// Content-Length), so it sizes at most maxHintAlloc up front and the rest grows as read
 		capacity = int(min(sizeHint, maxHintAlloc)) + 1
 	}
-	p, capacity := allocCap(capacity) // rounded up to a pool class: growing by doubling keeps it one
+	p := C.malloc(C.size_t(capacity))
 	if p == nil {
 		return Buf{}, errors.New("cmem: out of memory")
 	}

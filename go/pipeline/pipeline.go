@@ -695,7 +695,6 @@ func (p *Pipeline) Close() {
 	p.http.CloseIdle() // its pooled connections would otherwise linger until their idle timeout
 	// the run's decoders left free chunks in every malloc arena: give their pages back to the
 	// system now, not when (if ever) an arena's top is freed
-	cmem.DrainPool()
 	cmem.Trim()
 }
 

@@ -90,9 +90,9 @@ class DatagoClient:
     def close(self) -> None:
         """Stop and release the client; it cannot be used afterwards (idempotent).
 
-        Its goroutines and the OS threads that ran its decoders end, the core's pool of big
-        buffers is freed and the C heap's free pages go back to the system (``malloc_trim``), so
-        the process's RSS drops back after a run. Samples already handed out stay valid.
+        Its goroutines and the OS threads that ran its decoders end, and the C heap's free pages
+        go back to the system (``malloc_trim``), so the process's RSS drops back after a run.
+        Samples already handed out stay valid.
         """
         if self._handle and os.getpid() == self._pid:
             self._lib.datago_client_free(self._handle)

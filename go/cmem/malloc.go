@@ -11,6 +11,7 @@ package cmem
 //     chose: MALLOC_ARENA_MAX or GLIBC_TUNABLES=...glibc.malloc.arena_max=... in the environment
 //     (glibc applies those itself), or DATAGO_MALLOC_ARENA_MAX=n (n > 0: n arenas; 0: leave
 //     glibc's default). It affects the whole process, the host included.
+//   - a fixed mmap threshold (see MmapThreshold), set by the same constructor;
 //   - Trim (malloc_trim(0)) when a client closes, which returns every arena's free pages.
 //
 // Without glibc (musl, macOS) both are no-ops.
@@ -62,14 +63,42 @@ static int dg_decide_arena_max(const char *malloc_arena_max, const char *tunable
 #endif
 }
 
+// DG_MMAP_THRESHOLD: see MmapThreshold.
+#define DG_MMAP_THRESHOLD (1 << 20)
+static int dg_mmap_threshold = 0;
+
+// dg_decide_mmap_threshold: the same policy for the mmap threshold (MALLOC_MMAP_THRESHOLD_,
+// glibc.malloc.mmap_threshold, DATAGO_MALLOC_MMAP_THRESHOLD=n with 0: glibc's dynamic default).
+static int dg_decide_mmap_threshold(const char *malloc_env, const char *tunables, const char *ours) {
+#ifndef __GLIBC__
+    return 0;
+#else
+    if (malloc_env != NULL && malloc_env[0] != '\0') return 0;
+    if (tunables != NULL && strstr(tunables, "glibc.malloc.mmap_threshold=") != NULL) return 0;
+    if (ours != NULL && ours[0] != '\0') {
+        char *end = NULL;
+        long n = strtol(ours, &end, 10);
+        if (end == ours || *end != '\0' || n < 0 || n > (32L << 20)) return DG_MMAP_THRESHOLD;
+        return (int)n;
+    }
+    return DG_MMAP_THRESHOLD;
+#endif
+}
+
 static void dg_apply_arena_max(void) {
     int n = dg_decide_arena_max(getenv("MALLOC_ARENA_MAX"), getenv("GLIBC_TUNABLES"),
                                 getenv("DATAGO_MALLOC_ARENA_MAX"), &dg_arena_why);
+    int t = dg_decide_mmap_threshold(getenv("MALLOC_MMAP_THRESHOLD_"), getenv("GLIBC_TUNABLES"),
+                                     getenv("DATAGO_MALLOC_MMAP_THRESHOLD"));
 #ifdef __GLIBC__
     if (n > 0 && mallopt(M_ARENA_MAX, n) != 1) n = 0;
+    if (t > 0 && mallopt(M_MMAP_THRESHOLD, t) != 1) t = 0;
 #endif
     dg_arena_max = n;
+    dg_mmap_threshold = t;
 }
+
+static int dg_mmap_threshold_set(void) { return dg_mmap_threshold; }
 
 // Priority 101 (the first one programs may use): before the library's constructors without a
 // priority, among them the Go runtime's, which starts threads that allocate (each would take an
@@ -121,6 +150,13 @@ const DefaultArenaMax = C.DG_DEFAULT_ARENA_MAX
 func ArenaMax() (n int, why string) {
 	return int(C.dg_arena_max_set()), C.GoString(C.dg_arena_max_why())
 }
+
+// MmapThreshold is the malloc mmap threshold set at load time (bytes; 0 when none was set: glibc's
+// dynamic threshold, which rises to the largest block freed, up to 32 MiB). A fixed threshold
+// (1 MiB unless MALLOC_MMAP_THRESHOLD_, GLIBC_TUNABLES=...glibc.malloc.mmap_threshold=... or
+// DATAGO_MALLOC_MMAP_THRESHOLD=n, 0: glibc's default, chose) serves decode buffers of a MiB or more
+// from mmap and returns them at free, instead of leaving them as free chunks in the arenas.
+func MmapThreshold() int { return int(C.dg_mmap_threshold_set()) }
 
 // decideArenaMax is the policy of the load-time constructor for given environment values
 // (nil: unset); for tests.

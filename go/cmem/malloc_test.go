@@ -61,6 +61,7 @@ func TestArenaHelper(t *testing.T) {
 	ready.Wait()
 	n, why := ArenaMax()
 	fmt.Printf("RESULT %d|%s|%d\n", n, why, Heaps())
+	fmt.Printf("MMAP %d\n", MmapThreshold())
 	hold.Done()
 }
 
@@ -117,6 +118,31 @@ func TestArenaMaxAtLoad(t *testing.T) {
 	// glibc's own policy: a new thread's first malloc gets a new arena while fewer than 8 exist
 	if heaps <= DefaultArenaMax {
 		t.Errorf("DATAGO_MALLOC_ARENA_MAX=0: %d arenas after %d threads allocated; glibc's default should give more", heaps, helperThreads)
+	}
+}
+
+// A fixed mmap threshold is set at load, unless the environment chooses.
+func TestMmapThresholdAtLoad(t *testing.T) {
+	for _, c := range []struct {
+		env       []string
+		threshold int
+	}{
+		{nil, 1 << 20},
+		{[]string{"MALLOC_MMAP_THRESHOLD_=4194304"}, 0}, // glibc applies the user's
+		{[]string{"DATAGO_MALLOC_MMAP_THRESHOLD=0"}, 0}, // glibc's dynamic threshold
+		{[]string{"DATAGO_MALLOC_MMAP_THRESHOLD=524288"}, 524288},
+		{[]string{"GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4194304"}, 0},
+	} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestArenaHelper$", "-test.v")
+		cmd.Env = append([]string{"CMEM_ARENA_HELPER=1", "PATH=" + os.Getenv("PATH")}, c.env...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("helper %v: %v\n%s", c.env, err, out)
+		}
+		want := fmt.Sprintf("MMAP %d", c.threshold)
+		if !strings.Contains(string(out), want+"\n") {
+			t.Errorf("env %v: want %q in\n%s", c.env, want, out)
+		}
 	}
 }
 

@@ -253,7 +253,7 @@ func (p *Pipeline) Start() {
 	}
 	switch { // stage 3+4: process → output
 	case batched:
-		r.workers(workers, r.fetched, r.processBatch, r.batcher.end)
+		r.decoders(workers, r.fetched, r.processBatch, r.batcher.end)
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
@@ -261,9 +261,9 @@ func (p *Pipeline) Start() {
 			r.emitBatches()
 		}()
 	case p.ordered:
-		r.workers(workers, r.fetched, r.processOrdered, func() { close(r.out) })
+		r.decoders(workers, r.fetched, r.processOrdered, func() { close(r.out) })
 	default:
-		r.workers(workers, r.fetched, r.process, func() { close(r.out) })
+		r.decoders(workers, r.fetched, r.process, func() { close(r.out) })
 	}
 }
 
@@ -363,6 +363,16 @@ func (r *run) number(cancelSrc context.CancelFunc) {
 
 // workers runs n goroutines of f over in; after (if any) runs when all have returned.
 func (r *run) workers(n int, in <-chan *source.Item, f func(*source.Item), after func()) {
+	r.startWorkers(n, in, f, after, false)
+}
+
+// decoders is workers for the stages that decode: each goroutine has an OS thread of its own,
+// which ends with it (see thread.go), so that a closed client leaves no decode thread behind.
+func (r *run) decoders(n int, in <-chan *source.Item, f func(*source.Item), after func()) {
+	r.startWorkers(n, in, f, after, true)
+}
+
+func (r *run) startWorkers(n int, in <-chan *source.Item, f func(*source.Item), after func(), ownThread bool) {
 	var wg sync.WaitGroup
 	wg.Add(n)
 	r.wg.Add(n + 1)
@@ -370,6 +380,10 @@ func (r *run) workers(n int, in <-chan *source.Item, f func(*source.Item), after
 		go func() {
 			defer r.wg.Done()
 			defer wg.Done()
+			if ownThread {
+				lockThread()
+				defer endThread() // runs first: the thread's libvips state goes before the thread
+			}
 			for {
 				select {
 				case it, ok := <-in:
@@ -682,6 +696,9 @@ func (p *Pipeline) Close() {
 	p.Stop()
 	p.ra.free()
 	p.http.CloseIdle() // its pooled connections would otherwise linger until their idle timeout
+	// the run's decoders left free chunks in every malloc arena: give their pages back to the
+	// system now, not when (if ever) an arena's top is freed
+	cmem.Trim()
 }
 
 // Stats is a snapshot of the latest run's counters.

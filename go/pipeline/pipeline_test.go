@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -263,5 +264,75 @@ func TestStartDuringStopWaits(t *testing.T) {
 	p.Stop()
 	if n := src.overlaps.Load(); n != 0 {
 		t.Errorf("the source ran %d times alongside another of its runs", n)
+	}
+}
+
+// Close leaves nothing of the client behind: no goroutine, no C buffer, no thread that ran a
+// decoder (the Go runtime would keep them forever, with their libvips state and malloc arenas),
+// and it gives the C heap's free pages back (malloc_trim).
+func TestCloseLeavesNoThreadAndTrims(t *testing.T) {
+	dir, _ := photoDir(t, 2)
+	var mu sync.Mutex
+	var tids []int
+	hook := func(tid int) {
+		mu.Lock()
+		tids = append(tids, tid)
+		mu.Unlock()
+	}
+	endThreadHook.Store(&hook)
+	defer endThreadHook.Store(nil)
+	before := runtime.NumGoroutine()
+	trims := cmem.Trims()
+	for _, extra := range []map[string]any{{}, {"batch_size": 2}, {"seed": 7}} { // plain, batched, ordered
+		cfg := cfgFor(dir, 5)
+		for k, v := range extra {
+			cfg[k] = v
+		}
+		p := newPipeline(t, cfg)
+		for {
+			d, st, err := p.next(30 * time.Second)
+			if st == StatusEnd {
+				break
+			}
+			if st != StatusSample {
+				t.Fatalf("%v: status %d: %v", extra, st, err)
+			}
+			d.free()
+		}
+		p.Close()
+	}
+	if got := cmem.Trims() - trims; got != 3 {
+		t.Errorf("%d malloc_trim calls for 3 closes", got)
+	}
+	mu.Lock()
+	ended := append([]int(nil), tids...)
+	mu.Unlock()
+	if len(ended) < 3*2 {
+		t.Errorf("%d decode threads ended, want at least 2 per client (num_threads 2)", len(ended))
+	}
+	deadline := time.Now().Add(10 * time.Second) // a wait, not a timing: threads end asynchronously
+	alive := func() (n int) {
+		for _, tid := range ended {
+			if tid == os.Getpid() {
+				continue // the runtime's main thread (m0) cannot exit: a worker that ran on it wedges it instead
+			}
+			if _, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", tid)); err == nil {
+				n++
+			}
+		}
+		return n
+	}
+	for (alive() > 0 || runtime.NumGoroutine() > before) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := alive(); n > 0 {
+		t.Errorf("%d of the %d decode threads still exist after close", n, len(ended))
+	}
+	if g := runtime.NumGoroutine(); g > before {
+		buf := make([]byte, 1<<16)
+		t.Errorf("%d goroutines after close, %d before:\n%s", g, before, buf[:runtime.Stack(buf, true)])
+	}
+	if live := cmem.Live(); live != 0 {
+		t.Errorf("%d encoded buffers still allocated", live)
 	}
 }

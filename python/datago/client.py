@@ -92,7 +92,12 @@ class DatagoClient:
             self._lib.datago_client_stop(self._handle)
 
     def close(self) -> None:
-        """Stop and release the client; it cannot be used afterwards (idempotent)."""
+        """Stop and release the client; it cannot be used afterwards (idempotent).
+
+        Its goroutines and the OS threads that ran its decoders end, and the C heap's free pages
+        go back to the system (``malloc_trim``), so the process's RSS drops back after a run.
+        Samples already handed out stay valid.
+        """
         if self._handle and os.getpid() == self._pid:
             self._lib.datago_client_free(self._handle)
         self._handle = 0

@@ -322,3 +322,16 @@ def test_serve_options(engine: Engine, monkeypatch: pytest.MonkeyPatch, capsys: 
     monkeypatch.setattr(server_pkg, "run", real_run)
     assert cli.main(["serve", "--db", engine.url, "--public-url", "data.example"]) == 1  # before serving
     assert "public_url" in capsys.readouterr().err
+
+
+def test_host_that_is_the_address_itself_is_not_warned_about(
+    srv: SimpleNamespace, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the db source of the embedded engine asks with Host 127.0.0.1:port, the address it reached:
+    # nothing is replaced, so nothing is logged; any other Host is logged once
+    client = TestClient(create_app(srv.engine))
+    with caplog.at_level(logging.WARNING, logger="datago.engine"):
+        client.get("/api/images/", params={"page_size": 1}, headers=auth(srv.key))
+        assert "not an allowed host" not in caplog.text
+        client.get("/api/images/", params={"page_size": 1}, headers={**auth(srv.key), "Host": "evil.example"})
+        assert caplog.text.count("'evil.example' is not an allowed host") == 1

@@ -125,7 +125,8 @@ class ServerContext:
         shown = f"[{addr}]" if ":" in str(addr) else addr
         default = (scheme == "http" and port == 80) or (scheme == "https" and port == 443) or port is None
         base = f"{scheme}://{shown}" if default else f"{scheme}://{shown}:{port}"
-        if host and host not in self._warned_hosts and len(self._warned_hosts) < 100:
+        same = host == base.split("://", 1)[1]  # the Host is the address itself: nothing was replaced
+        if host and not same and host not in self._warned_hosts and len(self._warned_hosts) < 100:
             self._warned_hosts.add(host)
             log.warning(
                 "Host %r is not an allowed host: URLs in answers use %s (set --public-url or --allowed-hosts)",

@@ -121,16 +121,17 @@ func TestArenaMaxAtLoad(t *testing.T) {
 	}
 }
 
-// A fixed mmap threshold is set at load, unless the environment chooses.
+// No mmap threshold is set at load (glibc's dynamic one) unless DATAGO_MALLOC_MMAP_THRESHOLD asks.
 func TestMmapThresholdAtLoad(t *testing.T) {
 	for _, c := range []struct {
 		env       []string
 		threshold int
 	}{
-		{nil, 1 << 20},
+		{nil, 0},
 		{[]string{"MALLOC_MMAP_THRESHOLD_=4194304"}, 0}, // glibc applies the user's
 		{[]string{"DATAGO_MALLOC_MMAP_THRESHOLD=0"}, 0}, // glibc's dynamic threshold
 		{[]string{"DATAGO_MALLOC_MMAP_THRESHOLD=524288"}, 524288},
+		{[]string{"DATAGO_MALLOC_MMAP_THRESHOLD=1048576", "MALLOC_MMAP_THRESHOLD_=4194304"}, 0}, // the user's wins
 		{[]string{"GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4194304"}, 0},
 	} {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestArenaHelper$", "-test.v")

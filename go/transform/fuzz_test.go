@@ -3,7 +3,6 @@ package transform
 import (
 	"bytes"
 	"slices"
-	"strings"
 	"testing"
 	"unsafe"
 
@@ -75,15 +74,6 @@ func checkDecoderAgainstLibvips(t *testing.T, data []byte, mode uint8, toggle fu
 	vips := fuzzProcess(data, o)
 
 	if (ours.err == nil) != (vips.err == nil) || ours.reason != vips.reason {
-		// KNOWN FINDING (testdata/fuzz/FuzzJPEG/82fb8eed588af5a4, found by CI's fuzz run on
-		// 2026-12-02, not yet understood): a progressive JPEG whose first scan ends 11 bytes before
-		// the next marker is refused by libvips alone ("extraneous bytes before marker") but
-		// delivered with our decoder on. Tolerated for exactly that message until it is fixed;
-		// then remove this branch and the input must pass.
-		if ours.err == nil && vips.err != nil && strings.Contains(vips.err.Error(), "extraneous bytes before marker") {
-			t.Logf("KNOWN FINDING tolerated: %v", vips.err)
-			return
-		}
 		t.Fatalf("verdicts differ: with our decoder %v, libvips alone %v", ours.err, vips.err)
 	}
 	// the full decode is capped smaller: libvips takes minutes over an image of a million rows

@@ -43,6 +43,7 @@ typedef struct {
     jmp_buf jump;
     int warned;          // a warning was emitted (corrupt data, premature end, ...)
     int eof;             // one of them was a premature end of the data (truncated file)
+    int count;           // warnings so far
     char msg[DG_MSG_LEN]; // libjpeg's text of the first warning or the error
 } dg_jerr;
 
@@ -64,14 +65,16 @@ static void on_message(j_common_ptr cinfo, int level) {
         dg_msgf(e->msg, "%s", text);
     }
     e->warned = 1;
-    if (cinfo->err->msg_code == JWRN_JPEG_EOF) e->eof = 1;
+    // libvips cuts the input short at the 100th warning (a corrupt file can warn without end):
+    // the premature end that follows makes it "truncated", refused at fail_on "error" too
+    if (cinfo->err->msg_code == JWRN_JPEG_EOF || ++e->count >= 100) e->eof = 1;
 }
 
 static void jerr_init(struct jpeg_decompress_struct *cinfo, dg_jerr *jerr) {
     cinfo->err = jpeg_std_error(&jerr->pub);
     jerr->pub.error_exit = on_error;
     jerr->pub.emit_message = on_message;
-    jerr->warned = jerr->eof = 0;
+    jerr->warned = jerr->eof = jerr->count = 0;
     jerr->msg[0] = '\0';
 }
 

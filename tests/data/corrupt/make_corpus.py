@@ -2,7 +2,7 @@
 photograph, tests/data/photos/Storm.jpg (see tests/data/photos/LICENSE.md).
 
 Every damage is deterministic: fixed offsets, or positions drawn from random.Random with a fixed
-seed (no os.urandom), so running this again with the same Pillow (and its libjpeg / zlib) writes the
+seed (never the OS's entropy), so running this again with the same Pillow (and its libjpeg / zlib) writes the
 same bytes. The committed files are what the tests read; this script documents how they were made.
 
 Bases, small enough for a few KB each:

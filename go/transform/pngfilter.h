@@ -85,34 +85,6 @@ PF_INLINE __m128i pf_load(const uint8_t *p) {
     return _mm_unpacklo_epi8(_mm_cvtsi32_si128((int)v), _mm_setzero_si128());
 }
 
-// Stores the low bpp lanes of x (values 0..255) as bpp bytes at p.
-PF_INLINE void pf_store(uint8_t *p, __m128i x, int bpp) {
-    uint32_t v = (uint32_t)_mm_cvtsi128_si32(_mm_packus_epi16(x, x));
-    switch (bpp) {
-    case 4:
-        memcpy(p, &v, 4);
-        break;
-    case 3: {
-        uint16_t lo = (uint16_t)v;
-        memcpy(p, &lo, 2);
-        p[2] = (uint8_t)(v >> 16);
-        break;
-    }
-    case 2: {
-        uint16_t lo = (uint16_t)v;
-        memcpy(p, &lo, 2);
-        break;
-    }
-    default:
-        p[0] = (uint8_t)v;
-    }
-}
-
-// keep: 0xff in the lanes of the bpp bytes of a pixel, 0 in the others
-PF_INLINE __m128i pf_keep(int bpp) {
-    return _mm_setr_epi16(0xff, bpp > 1 ? 0xff : 0, bpp > 2 ? 0xff : 0, bpp > 3 ? 0xff : 0, 0, 0, 0, 0);
-}
-
 // Stores the bpp low bytes of v at p.
 PF_INLINE void pf_store32(uint8_t *p, uint32_t v, int bpp) {
     switch (bpp) {
@@ -133,6 +105,16 @@ PF_INLINE void pf_store32(uint8_t *p, uint32_t v, int bpp) {
     default:
         p[0] = (uint8_t)v;
     }
+}
+
+// Stores the low bpp lanes of x (values 0..255) as bpp bytes at p.
+PF_INLINE void pf_store(uint8_t *p, __m128i x, int bpp) {
+    pf_store32(p, (uint32_t)_mm_cvtsi128_si32(_mm_packus_epi16(x, x)), bpp);
+}
+
+// keep: 0xff in the lanes of the bpp bytes of a pixel, 0 in the others
+PF_INLINE __m128i pf_keep(int bpp) {
+    return _mm_setr_epi16(0xff, bpp > 1 ? 0xff : 0, bpp > 2 ? 0xff : 0, bpp > 3 ? 0xff : 0, 0, 0, 0, 0);
 }
 
 #define PF_V(name) name##_sse2

@@ -216,19 +216,9 @@ func TestJPEGWindowForReencodingMatchesLibvips(t *testing.T) {
 		if !strings.HasSuffix(path, ".jpg") {
 			continue
 		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
 		o := corpusOptions(t, 256, FailOnWarning)
 		o.Encode = "png"
-		ours := fuzzProcess(data, o)
-		prev := jpegFast(0)
-		vips := fuzzProcess(data, o)
-		jpegFast(prev)
-		if ours.err != nil || vips.err != nil {
-			t.Fatalf("%s: %v / %v", path, ours.err, vips.err)
-		}
+		ours, vips := withAndWithoutOurJPEG(t, path, o)
 		a, b := decodePNG(t, ours.pixels), decodePNG(t, vips.pixels)
 		if a.Bounds() != b.Bounds() {
 			t.Fatalf("%s: %v vs %v", path, a.Bounds(), b.Bounds())
@@ -250,6 +240,24 @@ func TestJPEGWindowForReencodingMatchesLibvips(t *testing.T) {
 	}
 }
 
+// withAndWithoutOurJPEG processes the photo at path with o twice: with our JPEG decoder, then with
+// libvips alone; either failing fails the test.
+func withAndWithoutOurJPEG(t *testing.T, path string, o *Options) (ours, vips fuzzOutcome) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours = fuzzProcess(data, o)
+	prev := jpegFast(0)
+	vips = fuzzProcess(data, o)
+	jpegFast(prev)
+	if ours.err != nil || vips.err != nil {
+		t.Fatalf("%s: %v / %v", path, ours.err, vips.err)
+	}
+	return ours, vips
+}
+
 func decodePNG(t *testing.T, b []byte) image.Image {
 	t.Helper()
 	im, err := png.Decode(bytes.NewReader(b))
@@ -267,18 +275,7 @@ func TestJPEGWholeImageMatchesLibvips(t *testing.T) {
 		if !strings.HasSuffix(path, ".jpg") {
 			continue
 		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		o := corpusOptions(t, 0, FailOnWarning)
-		ours := fuzzProcess(data, o)
-		prev := jpegFast(0)
-		vips := fuzzProcess(data, o)
-		jpegFast(prev)
-		if ours.err != nil || vips.err != nil {
-			t.Fatalf("%s: %v / %v", path, ours.err, vips.err)
-		}
+		ours, vips := withAndWithoutOurJPEG(t, path, corpusOptions(t, 0, FailOnWarning))
 		if ours.im != vips.im || !bytes.Equal(ours.pixels, vips.pixels) {
 			t.Errorf("%s: our decode differs from libvips' (%+v vs %+v)", path, ours.im, vips.im)
 		}
